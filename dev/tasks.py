@@ -51,6 +51,9 @@ PACKAGED_TOP_LEVEL = ("app.manifest", "README.md", "README", "bin", "default", "
 # Inside those, never: caches, pip's console scripts, our build inputs.
 EXCLUDED_FROM_PACKAGE = ("lib/bin", "lib/requirements.txt", "lib/README.md")
 
+# Third-party test suites and benchmarks are not needed at run time and only add files to review.
+PRUNED_FROM_LIB = ("jsonschema/tests", "jsonschema/benchmarks")
+
 LINTED_PATHS = ("lib/mde_file_alerts", "bin", "tests", "dev", "bench")
 TYPECHECKED_PATHS = ("lib/mde_file_alerts", "bin")
 
@@ -137,7 +140,8 @@ def task_build() -> None:
         "--platform", "any", "--ignore-requires-python", "-r", requirements,
         env=quiet_env(),
     )  # fmt: skip
-    shutil.rmtree(LIB / "bin", ignore_errors=True)
+    for unneeded in ("bin", *PRUNED_FROM_LIB):
+        shutil.rmtree(LIB / unneeded, ignore_errors=True)
     for cache in LIB.rglob("__pycache__"):
         shutil.rmtree(cache)
     compiled = [path for path in LIB.rglob("*") if path.suffix in (".so", ".pyd", ".dylib")]

@@ -430,8 +430,8 @@ class _AccountReader:
         if unknown:
             self._problems.append(f"proxy has unknown {_plural('key', len(unknown))} {_names(unknown)}")
         url, username, password = value.get("url"), value.get("username"), value.get("password")
-        if not isinstance(url, str) or not url.strip():
-            self._problems.append("proxy needs a url")
+        if url is not None and not isinstance(url, str):
+            self._problems.append("proxy url must be a string")
             return None
         if username is not None and not isinstance(username, str):
             self._problems.append("proxy username must be a string")
@@ -439,10 +439,19 @@ class _AccountReader:
         if password is not None and not isinstance(password, (str, Secret)):
             self._problems.append("proxy password must be a string")
             return None
+        username = (username or "").strip() or None
+        secret = password if isinstance(password, Secret) else Secret(password or "")
+        if not url or not url.strip():
+            # Splunk .conf files hold empty values for settings nobody filled in.
+            if username or secret:
+                self._problems.append("proxy has a username or password but no url")
+            return None
         parsed = ProxySettings.parse(url)
         if username:
-            secret = password if isinstance(password, Secret) else Secret(password or "")
             return ProxySettings(parsed.url, username, secret or None)
+        if secret:
+            self._problems.append("proxy has a password but no username")
+            return None
         return parsed
 
     def _seconds(self, key: str, default: float) -> float:

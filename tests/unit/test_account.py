@@ -355,6 +355,36 @@ def test_a_proxy_may_be_given_as_an_object() -> None:
     assert account.proxy == ProxySettings("http://10.0.0.5:3128", "svc", Secret(CANARY))
 
 
+def test_an_empty_proxy_object_from_a_conf_file_means_no_proxy() -> None:
+    account = Account.from_mapping(
+        settings(proxy={"url": "", "username": "", "password": None}), source=SOURCE
+    )
+
+    assert account.proxy is None
+
+
+def test_a_proxy_object_without_a_username_keeps_credentials_from_its_url() -> None:
+    account = Account.from_mapping(settings(proxy={"url": "http://svc:pw@10.0.0.5:3128"}), source=SOURCE)
+
+    assert account.proxy == ProxySettings("http://10.0.0.5:3128", "svc", Secret("pw"))
+
+
+@pytest.mark.parametrize(
+    ("proxy", "reason"),
+    [
+        (
+            {"url": "", "username": "svc", "password": Secret(CANARY)},
+            "proxy has a username or password but no url",
+        ),
+        ({"url": "http://10.0.0.5:3128", "password": CANARY}, "proxy has a password but no username"),
+        ({"url": 3128}, "proxy url must be a string"),
+        ({"url": "http://p:1", "port": 1}, "proxy has unknown key 'port'"),
+    ],
+)
+def test_an_inconsistent_proxy_object_is_refused(proxy: dict[str, Any], reason: str) -> None:
+    assert reason in configuration_error(settings(proxy=proxy))
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [

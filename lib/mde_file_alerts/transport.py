@@ -35,6 +35,8 @@ _CORRELATION_HEADERS = ("request-id", "x-ms-request-id", "client-request-id")
 # Credentials embedded in a URL (``scheme://user:password@host``) as some exception texts show them.
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 _MAX_DETAIL = 300
+# A timeout shortened to fit a deadline still gets long enough for a TLS handshake on a slow link.
+_MIN_TIMEOUT = 1.0
 
 
 def user_agent() -> str:
@@ -68,12 +70,17 @@ class Transport:
         self.session.headers["User-Agent"] = user_agent()
         self.session.headers["Accept"] = "application/json"
 
-    def get_json(self, url: str, *, token: str) -> JsonResponse:
+    def get_json(self, url: str, *, token: str, max_wait: float | None = None) -> JsonResponse:
         """GET ``url`` with a bearer token; return the JSON object or raise an ``MdeError``.
 
         Raises ``ApiError`` (by status) for non-2xx answers, ``TransportError`` when no answer
-        arrives, and ``MalformedResponse`` when a 2xx body is not a JSON object.
+        arrives, and ``MalformedResponse`` when a 2xx body is not a JSON object. ``max_wait``
+        shortens the account's connect and read timeouts (a caller's deadline is closer).
         """
+        timeout = self._timeout
+        if max_wait is not None:
+            cap = max(_MIN_TIMEOUT, max_wait)
+            timeout = (min(timeout[0], cap), min(timeout[1], cap))
         started = self._clock.monotonic()
         try:
             # Redirects are not followed: Defender does not redirect, and a redirect elsewhere must
@@ -81,7 +88,7 @@ class Transport:
             response = self.session.get(
                 url,
                 headers={"Authorization": f"Bearer {token}"},
-                timeout=self._timeout,
+                timeout=timeout,
                 allow_redirects=False,
             )
             content = response.content

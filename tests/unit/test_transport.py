@@ -341,3 +341,17 @@ def test_the_token_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
 
     assert caplog.records, "the transport logs each request at DEBUG"
     assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("max_wait", "expected"),
+    [(None, (7.0, 31.0)), (12.0, (7.0, 12.0)), (3.0, (3.0, 3.0)), (0.01, (1.0, 1.0))],
+)
+def test_a_closer_deadline_shortens_the_timeouts(
+    max_wait: float | None, expected: tuple[float, float]
+) -> None:
+    transport, adapter = make_transport(json_reply(200, "{}"))
+
+    transport.get_json(URL, token=TOKEN, max_wait=max_wait)
+
+    assert adapter.sent[0].timeout == expected

@@ -22,6 +22,7 @@ def clock() -> FakeClock:
 def emulator(clock: FakeClock) -> Iterator[DefenderEmulator]:
     with DefenderEmulator(clock=clock) as emu:
         yield emu
+    assert emu.server_errors == []
 
 
 @pytest.fixture

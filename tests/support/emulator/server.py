@@ -18,6 +18,7 @@ import struct
 import tempfile
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,6 +126,7 @@ class DefenderEmulator:
         self._counter_lock = threading.Lock()
         self._token_requests = 0
         self._stopping = threading.Event()
+        self._server_errors: list[str] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._directory: str | None = None
@@ -352,6 +354,11 @@ class DefenderEmulator:
         """429s served by the rate limiter (not injected ones)."""
         return self._defender.throttled_count
 
+    @property
+    def server_errors(self) -> list[str]:
+        """Tracebacks of exceptions that escaped a request handler (always empty unless a bug)."""
+        return list(self._server_errors)
+
     # -- serving -----------------------------------------------------------------------------
 
     def _running(self) -> _Server:
@@ -421,6 +428,10 @@ class DefenderEmulator:
         self._stopping.wait(seconds)
 
 
+class _ConnectionAborted(Exception):
+    """Raised past the request loop after a reset, which must not touch the closed connection again."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -444,12 +455,17 @@ class _Server(ThreadingHTTPServer):
             self._connections.add(connection)
         try:
             _Handler(connection, client_address, self)
-        except (ssl.SSLError, OSError):
+        except (ssl.SSLError, OSError, _ConnectionAborted):
             pass
         finally:
             with self._connections_lock:
                 self._connections.discard(connection)
             connection.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An exception escaping a request is an emulator bug: keep it for ``server_errors``."""
+        self.emulator._server_errors.append(traceback.format_exc())
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self._connections_lock:
@@ -500,7 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
             emulator._pause(reply.delay)
         if reply.reset:
             self._reset()
-            return
+            raise _ConnectionAborted
         payload, reply_headers = emulator._encode(reply, headers.get("accept-encoding", ""))
         self.send_response(reply.status)
         for name, value in reply_headers.items():

@@ -322,6 +322,46 @@ def test_the_portal_link_follows_the_cloud_and_names_the_tenant() -> None:
     assert event[cim.HOST] == "api-gov.securitycenter.microsoft.us"
 
 
+def test_analyst_fields_of_a_resolved_alert_with_comments() -> None:
+    event = mapped(
+        load("alerts/rtool-admin-false-positive.json"), context(sha1_for("rtool-admin-false-positive.json"))
+    )
+
+    assert event[cim.STATUS] == "Resolved"
+    assert event[cim.CLASSIFICATION] == "FalsePositive"
+    assert event[cim.DETERMINATION] == "NotMalicious"
+    assert event[cim.SIGNATURE_ID] == event[cim.THREAT_NAME] == "HackTool:Win32/RemoteAdmin"
+    assert event[cim.COMMENT_COUNT] == 1
+    assert event[cim.RESOLVED_TIME]
+    assert event[cim.LOGGED_ON_USERS] == ["CONTOSO\\adm-lchen"]
+
+
+def test_logged_on_users_and_evidence_users_are_domain_qualified_and_unique() -> None:
+    alert = load("alerts/demo-informational-no-evidence.json")
+    alert["loggedOnUsers"].append({"accountName": "d.okafor", "domainName": "CONTOSO"})
+    alert["loggedOnUsers"].append({"accountName": "local-admin", "domainName": None})
+    alert["evidence"] = [
+        {
+            "entityType": "User",
+            "accountName": "d.okafor",
+            "domainName": "CONTOSO",
+            "userPrincipalName": "d@c.com",
+        },
+        {
+            "entityType": "User",
+            "accountName": None,
+            "domainName": None,
+            "userPrincipalName": "guest@fabrikam.com",
+        },
+        {"entityType": "Process", "accountName": "SYSTEM", "domainName": "NT AUTHORITY"},
+    ]
+
+    event = mapped(alert)
+
+    assert event[cim.LOGGED_ON_USERS] == ["CONTOSO\\d.okafor", "CONTOSO\\svc-backup", "local-admin"]
+    assert event[cim.EVIDENCE_USERS] == ["CONTOSO\\d.okafor", "guest@fabrikam.com", "NT AUTHORITY\\SYSTEM"]
+
+
 # --- the queried file -----------------------------------------------------------------------------
 
 

@@ -238,38 +238,16 @@ class TokenBroker:
                 "The token broker got no system token from splunkd: "
                 "restmap.conf must set passSystemAuth = true.",
             )
-        stanzas: dict[str, Mapping[str, Any]] = {}
         try:
             # splunkd already enforced the capability (restmap.conf); asking again with the
             # caller's own session guards against a local override that dropped it.
             require_capability(current_context(self._splunkd_factory(request.rest_uri, request.user_token)))
-            system = self._splunkd_factory(request.rest_uri, request.system_token)
-            settings_stanzas = system.conf_stanzas(SETTINGS_CONF)
-            settings = AppSettings.from_conf(
-                settings_stanzas.get(GENERAL_STANZA), settings_stanzas.get(LOGGING_STANZA)
-            )
-            configure_logging(settings.log_level)
-            stanzas = {
-                name: content
-                for name, content in system.conf_stanzas(ACCOUNTS_CONF).items()
-                if is_real_stanza(name)
-            }
-            account_name = choose_account(request.account, settings, stanzas)
-            stanza = AccountStanza.from_conf(account_name, stanzas[account_name])
-            if stanza.disabled:
-                raise BrokerRefusal(
-                    ACCOUNT_DISABLED,
-                    f"The Defender for Endpoint account {account_name!r} is disabled; an admin enables it "
-                    "or another account is used.",
-                )
-            secrets = system.passwords(PASSWORD_REALM)
-            account = stanza.to_account(
-                secrets.get(stanza.secret_username), secrets.get(stanza.proxy_password_username)
+            account = self._account(
+                self._splunkd_factory(request.rest_uri, request.system_token), request.account
             )
             token = self._providers.provider_for(account).token(force_refresh=request.force_refresh)
         except MdeError as error:
-            enabled = sorted(name for name, content in stanzas.items() if not is_disabled(content))
-            raise _refusal_for(error, enabled) from None
+            raise _refusal_for(error) from None
         payload: dict[str, Any] = {
             "access_token": token,
             "token_type": "Bearer",
@@ -279,6 +257,35 @@ class TokenBroker:
         if account.proxy and account.proxy.password:
             payload["proxy_password"] = account.proxy.password.reveal()
         return payload, account.name
+
+    def _account(self, system: Splunkd, requested: str | None) -> Account:
+        """The chosen account with its secrets, read with the system session."""
+        settings_stanzas = system.conf_stanzas(SETTINGS_CONF)
+        settings = AppSettings.from_conf(
+            settings_stanzas.get(GENERAL_STANZA), settings_stanzas.get(LOGGING_STANZA)
+        )
+        configure_logging(settings.log_level)
+        stanzas = {
+            name: content
+            for name, content in system.conf_stanzas(ACCOUNTS_CONF).items()
+            if is_real_stanza(name)
+        }
+        try:
+            account_name = choose_account(requested, settings, stanzas)
+        except AccountNotFound as error:
+            enabled = sorted(name for name, content in stanzas.items() if not is_disabled(content))
+            raise BrokerRefusal(ACCOUNT_NOT_FOUND, error.message, configured_accounts=enabled) from None
+        stanza = AccountStanza.from_conf(account_name, stanzas[account_name])
+        if stanza.disabled:
+            raise BrokerRefusal(
+                ACCOUNT_DISABLED,
+                f"The Defender for Endpoint account {account_name!r} is disabled; an admin enables it "
+                "or another account is used.",
+            )
+        secrets = system.passwords(PASSWORD_REALM)
+        return stanza.to_account(
+            secrets.get(stanza.secret_username), secrets.get(stanza.proxy_password_username)
+        )
 
 
 def public_account_settings(account: Account) -> dict[str, Any]:
@@ -325,12 +332,9 @@ def token_expiry(token: str) -> int | None:
     return int(expiry) if isinstance(expiry, (int, float)) and not isinstance(expiry, bool) else None
 
 
-def _refusal_for(error: MdeError, configured: list[str]) -> BrokerRefusal:
-    message = error.user_message
+def _refusal_for(error: MdeError) -> BrokerRefusal:
     if isinstance(error, CapabilityMissing):
-        return BrokerRefusal(CAPABILITY_MISSING, message)
-    if isinstance(error, AccountNotFound):
-        return BrokerRefusal(ACCOUNT_NOT_FOUND, message, configured_accounts=configured)
+        return BrokerRefusal(CAPABILITY_MISSING, error.user_message)
     if isinstance(error, AuthenticationError):
         return BrokerRefusal(
             AUTHENTICATION_FAILED, error.message, aadsts_code=error.code, correlation_id=error.correlation_id

@@ -189,6 +189,7 @@ class TestClientSecret:
         response = session.get(emulator.token_endpoint)
         assert response.status_code == 405
         assert response.headers["Allow"] == "POST"
+        assert emulator.token_requests == 0
 
 
 class TestClientAssertion:

@@ -64,6 +64,7 @@ class TestErrorStatus:
         response = alerts(session, emulator, token)
         assert response.status_code == 503
         assert response.content == b""
+        assert "Content-Type" not in response.headers
         assert response.headers["Retry-After"] == "7"
 
     def test_an_int_is_short_for_an_error_status(

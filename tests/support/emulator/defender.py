@@ -90,7 +90,7 @@ class Defender:
         if request.method != "GET":
             # A real 405 from the service came without a body.
             return Reply(405, payload=b"", headers={"Allow": "GET"})
-        refusal = self._authorise(request.headers)
+        refusal = self._admit(request.headers)
         if refusal is not None:
             return refusal
         match = _FILE_ROUTE.match(request.path)
@@ -104,7 +104,8 @@ class Defender:
             return self._alerts(request, file_id, known)
         return self._entity(file_id, known)
 
-    def _authorise(self, headers: dict[str, str]) -> Reply | None:
+    def _admit(self, headers: dict[str, str]) -> Reply | None:
+        """None when the bearer token is valid for this API and the caller is within its rate limits."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return error_envelope(

@@ -395,8 +395,9 @@ class DefenderEmulator:
             normal = functools.partial(self._entra.discovery, discovery.group("tenant"), headers)
         elif token is not None:
             target = record.endpoint = "token"
-            with self._counter_lock:
-                self._token_requests += 1
+            if method == "POST":
+                with self._counter_lock:
+                    self._token_requests += 1
             normal = functools.partial(self._entra.token, token.group("tenant"), headers, body)
         else:
             normal = functools.partial(Reply, 404, {"error": "not_found"}, content_type=PLAIN_JSON)
@@ -414,7 +415,7 @@ class DefenderEmulator:
     def _encode(self, reply: Reply, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
         body = reply.body()
         headers = dict(reply.headers)
-        if body or reply.status != 200:
+        if body:
             headers.setdefault("Content-Type", reply.content_type)
         if reply.content_type == ODATA_JSON and body:
             headers.setdefault("OData-Version", "4.0")

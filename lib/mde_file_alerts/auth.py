@@ -20,6 +20,7 @@ from msal.exceptions import MsalServiceError
 
 from mde_file_alerts.account import Account
 from mde_file_alerts.errors import AuthenticationError, ConfigurationError, MalformedResponse, TransportError
+from mde_file_alerts.transport import describe_failure
 from mde_file_alerts.version import APP_NAME, app_version
 
 logger = logging.getLogger(__name__)
@@ -93,12 +94,12 @@ class MsalTokenProvider:
                 app_name=APP_NAME,
                 app_version=app_version(),
             )
-        except requests.RequestException as exc:
+        except OSError as exc:  # requests' errors, and a CA bundle path it cannot read
             raise TransportError(
                 f"Could not reach Entra ID at {authority_host}.",
                 method="GET",
                 url=_discovery_url(account),
-                detail=type(exc).__name__,
+                detail=describe_failure(exc, self._secrets()),
             ) from None
         except MsalServiceError as exc:
             raise TransportError(
@@ -135,12 +136,12 @@ class MsalTokenProvider:
         account = self._account
         try:
             return application.acquire_token_for_client(scopes=[account.scope])
-        except requests.RequestException as exc:
+        except OSError as exc:  # requests' errors, and a CA bundle path it cannot read
             raise TransportError(
                 f"Could not reach Entra ID at {account.endpoints.authority_host}.",
                 method="POST",
                 url=_token_url(account),
-                detail=type(exc).__name__,
+                detail=describe_failure(exc, self._secrets()),
             ) from None
         except MsalServiceError as exc:
             raise TransportError(

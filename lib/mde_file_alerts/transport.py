@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -92,14 +93,15 @@ class Transport:
                 allow_redirects=False,
             )
             content = response.content
-        except requests.RequestException as exc:
+        except OSError as exc:
+            # requests' own errors are OSErrors too; a bare one means a CA bundle path it cannot read.
             elapsed_ms = (self._clock.monotonic() - started) * 1000
             logger.debug("GET %s failed after %.0f ms: %s", url, elapsed_ms, type(exc).__name__)
             raise TransportError(
                 f"Could not reach Defender for Endpoint at {_origin(url)}.",
                 method="GET",
                 url=url,
-                detail=self._describe(exc, token),
+                detail=describe_failure(exc, self._secrets(token)),
             ) from None
         elapsed_ms = (self._clock.monotonic() - started) * 1000
         correlation_id = _correlation_id(response.headers)
@@ -124,16 +126,21 @@ class Transport:
     def close(self) -> None:
         self.session.close()
 
-    def _describe(self, exc: requests.RequestException, token: str) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        text = _URL_CREDENTIALS.sub("***@", text)
+    def _secrets(self, token: str) -> list[str]:
         secrets = [token]
         if self._account.proxy and self._account.proxy.password:
             secrets.append(self._account.proxy.password.reveal())
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text[:_MAX_DETAIL]
+        return secrets
+
+
+def describe_failure(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """A short text of a connection failure for an error's detail, with no credentials in it."""
+    text = f"{type(exc).__name__}: {exc}"
+    text = _URL_CREDENTIALS.sub("***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text[:_MAX_DETAIL]
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

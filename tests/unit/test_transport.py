@@ -298,6 +298,8 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
         requests.ReadTimeout("read timed out"),
         requests.exceptions.SSLError("certificate verify failed"),
         requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"),
+        # What requests raises for a CA bundle path that has gone missing.
+        OSError("Could not find a suitable TLS CA certificate bundle, invalid path: /gone/ca.pem"),
     ],
 )
 def test_no_answer_becomes_a_transport_error_naming_the_host(failure: Exception) -> None:

@@ -215,7 +215,9 @@ class Throttled(ApiError):
     default_message = "Defender for Endpoint throttled the request (rate limit reached)."
     retryable = True
 
-    def __init__(self, message: str | None = None, *, retry_after: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, message: str | None = None, *, retry_after: float | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 

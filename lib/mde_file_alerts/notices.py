@@ -53,4 +53,3 @@ class NoticeBoard:
         for kind, count in self._held_back.items():
             self.sink(self._levels[kind], f"... and {count} more {self._plural_labels[kind]}.")
         self._held_back.clear()
-

@@ -12,7 +12,7 @@ APP_NAME = "TA-mde-file-alerts"
 _APP_CONF = Path(__file__).resolve().parents[2] / "default" / "app.conf"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def app_version() -> str:
     """Return the app version; ``0.0.0`` when the package runs outside the app (e.g. a wheel)."""
     parser = configparser.ConfigParser(interpolation=None, strict=False)

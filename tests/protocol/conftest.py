@@ -1,0 +1,133 @@
+"""Run bin/mdefilealerts.py as splunkd does, against the Defender emulator and a fake splunkd.
+
+The command is a subprocess of the Python running pytest, so the suite's two runs (3.9 and
+3.13) cover both interpreters. Commands run in virtual time (tests/support/virtual_time): their
+sleeps for Retry-After and backoff advance their own clock instead of waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.chunked import CommandRun, SearchInfo, run_generating_command
+from tests.support.emulator import DefenderEmulator
+from tests.support.splunkd import FakeSplunkd
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND = ROOT / "bin" / "mdefilealerts.py"
+VIRTUAL_TIME = ROOT / "tests" / "support" / "virtual_time"
+ANALYST_ROLE = "mde_file_alerts_analyst"
+
+
+@dataclass
+class CommandResult:
+    run: CommandRun
+    log_text: str
+    virtual_sleeps: list[float] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.run.records
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.run.messages_at("WARN")
+
+    @property
+    def errors(self) -> list[str]:
+        return self.run.messages_at("ERROR")
+
+    @property
+    def everything_visible(self) -> str:
+        """Replies, messages, stderr (search.log) and the app log: where no secret may appear."""
+        return self.run.visible_text + "\n" + self.log_text
+
+    def assert_clean_exit(self) -> None:
+        assert self.run.exit_code == 0, self.run.stderr
+        assert "Traceback" not in self.everything_visible.replace(self.log_text, "")
+        for _, text in self.run.messages:
+            assert ".py" not in text, f"a file path reached the user: {text}"
+
+
+@dataclass
+class CommandHarness:
+    """Runs the command with a chosen account source and collects what it left behind."""
+
+    workdir: Path
+    emulator: DefenderEmulator
+    splunkd: FakeSplunkd | None = None
+    user: str = "analyst"
+    account_file: Path | None = None
+    #: A fixed splunkd address and key, for a splunkd that is no longer there.
+    stale_splunkd: tuple[str, str] | None = None
+
+    def run(self, *args: str, maxresultrows: int = 50_000) -> CommandResult:
+        log_file = self.workdir / "splunk" / "var" / "log" / "splunk" / "ta_mde_file_alerts.log"
+        report = self.workdir / "virtual-time.json"
+        env = dict(os.environ)
+        env.pop("MDE_FILE_ALERTS_ACCOUNT_FILE", None)
+        env.pop("MDE_FILE_ALERTS_LOG_FILE", None)
+        env.update(
+            {
+                "SPLUNK_HOME": str(self.workdir / "splunk"),
+                "PYTHONPATH": str(VIRTUAL_TIME),
+                "VIRTUAL_TIME_REPORT": str(report),
+                "MDE_FILE_ALERTS_STATE_DIR": str(self.workdir / "state"),
+            }
+        )
+        if self.account_file is not None:
+            env["MDE_FILE_ALERTS_ACCOUNT_FILE"] = str(self.account_file)
+        searchinfo = SearchInfo(
+            args=list(args),
+            dispatch_dir=self.workdir / "dispatch",
+            maxresultrows=maxresultrows,
+            username=self.user,
+        )
+        if self.splunkd is not None:
+            searchinfo.splunkd_uri = self.splunkd.uri
+            searchinfo.session_key = self.splunkd.session_key_for(self.user)
+        elif self.stale_splunkd is not None:
+            searchinfo.splunkd_uri, searchinfo.session_key = self.stale_splunkd
+        run = run_generating_command(COMMAND, searchinfo, env=env)
+        log_text = log_file.read_text(encoding="utf-8") if log_file.exists() else ""
+        sleeps = json.loads(report.read_text())["sleeps"] if report.exists() else []
+        return CommandResult(run, log_text, sleeps)
+
+
+@pytest.fixture(scope="module")
+def shared_emulator() -> Iterator[DefenderEmulator]:
+    with DefenderEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(shared_emulator: DefenderEmulator) -> Iterator[DefenderEmulator]:
+    shared_emulator.reset()
+    yield shared_emulator
+    assert not shared_emulator.server_errors, shared_emulator.server_errors
+
+
+@pytest.fixture
+def local(tmp_path: Path, emulator: DefenderEmulator) -> CommandHarness:
+    """The command with an account file (runs outside Splunk)."""
+    account_file = emulator.write_account_file(tmp_path / "account.json")
+    return CommandHarness(tmp_path, emulator, account_file=account_file)
+
+
+def splunk_account(emulator: DefenderEmulator) -> dict[str, str]:
+    """The account stanza an admin would create for the emulator's tenant."""
+    return {
+        "tenant_id": emulator.tenant_id,
+        "client_id": emulator.client_id,
+        "cloud": "commercial",
+        "api_host": emulator.base_url,
+        "authority_host": emulator.base_url,
+        "ca_bundle": emulator.ca_bundle,
+    }

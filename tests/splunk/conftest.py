@@ -7,14 +7,11 @@ again with the system key (conf, storage/passwords) -> msal -> the emulator's to
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mde_file_alerts.logging_setup import LOGGER_NAME
 from tests.support.emulator import DefenderEmulator
 from tests.support.fake_clock import FakeClock
 from tests.support.splunkd import FakeSplunkd
@@ -29,29 +26,6 @@ USERS: Mapping[str, list[str]] = {
     PLAIN_USER: ["user", "power"],
     ADMIN: ["admin"],
 }
-
-
-@pytest.fixture(autouse=True)
-def app_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The app log of this test in its own file; the package logger is restored afterwards.
-
-    The broker configures the app's logger as it does inside splunkd; in this process that
-    logger is shared with every other test, so its handlers, level and propagation are put back.
-    """
-    logger = logging.getLogger(LOGGER_NAME)
-    saved_handlers, saved_level, saved_propagate = list(logger.handlers), logger.level, logger.propagate
-    for handler in saved_handlers:
-        logger.removeHandler(handler)
-    path = tmp_path / "ta_mde_file_alerts.log"
-    monkeypatch.setenv("MDE_FILE_ALERTS_LOG_FILE", str(path))
-    yield path
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    for handler in saved_handlers:
-        logger.addHandler(handler)
-    logger.setLevel(saved_level)
-    logger.propagate = saved_propagate
 
 
 @pytest.fixture

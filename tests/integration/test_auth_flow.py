@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from mde_file_alerts import errors
+from mde_file_alerts.auth import CRYPTOGRAPHY_MISSING
 from mde_file_alerts.client import DefenderClient, HashStatus
 from tests.integration.conftest import emulator_account, emulator_client, sha1_with_alerts
 from tests.support.emulator import DefenderEmulator
@@ -185,3 +191,39 @@ def test_tls_is_verified_so_an_untrusted_server_is_never_talked_to(
 
     assert "SSLError" in (caught.value.detail or "")
     assert emulator.requests == []
+
+
+WITHOUT_CRYPTOGRAPHY = """
+import sys
+sys.modules["cryptography"] = None  # as on a Splunk whose Python lacks the package
+from mde_file_alerts import errors
+from mde_file_alerts.account import load_account_file
+from mde_file_alerts.client import DefenderClient
+for path in sys.argv[1:]:
+    try:
+        DefenderClient(load_account_file(path)).check_access()
+        print("signed in")
+    except errors.MdeError as error:
+        print(type(error).__name__, error.user_message)
+"""
+
+
+def test_without_cryptography_certificates_fail_clearly_and_secrets_still_work(
+    emulator: DefenderEmulator, tmp_path: Path
+) -> None:
+    certificate_file = emulator.write_account_file(tmp_path / "certificate.json", "certificate")
+    secret_file = emulator.write_account_file(tmp_path / "secret.json")
+    root = Path(__file__).resolve().parents[2]
+
+    completed = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CRYPTOGRAPHY, str(certificate_file), str(secret_file)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "lib"), str(root)])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert completed.stdout.splitlines() == [f"ConfigurationError {CRYPTOGRAPHY_MISSING}", "signed in"]
+    assert emulator.token_requests == 1

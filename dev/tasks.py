@@ -230,8 +230,15 @@ def _belongs_in_package(path: Path) -> bool:
 def task_package() -> Path:
     if not (LIB / "splunklib").is_dir():
         raise SystemExit("lib/ is not built: run `python3 dev/tasks.py build` first")
-    DIST.mkdir(exist_ok=True)
-    archive = DIST / f"{APP_ID}-{app_version()}.tgz"
+    archive = build_package(DIST)
+    print(f"wrote {archive.relative_to(ROOT)}")
+    return archive
+
+
+def build_package(destination: Path) -> Path:
+    """Write the app archive into ``destination``: app files only, normalised owners and modes."""
+    destination.mkdir(parents=True, exist_ok=True)
+    archive = destination / f"{APP_ID}-{app_version()}.tgz"
 
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
@@ -245,12 +252,11 @@ def task_package() -> Path:
         added_dirs: set[str] = set()
         for path in _packaged_files():
             relative = path.relative_to(ROOT)
-            for parent in reversed(relative.parents[:-1]):
+            for parent in reversed(list(relative.parents)[:-1]):
                 if parent.as_posix() not in added_dirs:
                     added_dirs.add(parent.as_posix())
                     tar.add(ROOT / parent, f"{APP_ID}/{parent.as_posix()}", recursive=False, filter=normalise)
             tar.add(path, f"{APP_ID}/{relative.as_posix()}", recursive=False, filter=normalise)
-    print(f"wrote {archive.relative_to(ROOT)}")
     return archive
 
 

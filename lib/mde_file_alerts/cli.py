@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -232,16 +233,19 @@ def _report_map_problems(mapped: MappedAlerts, total: int) -> None:
 
 def _run_lookup(arguments: argparse.Namespace) -> int:
     # Imported here so that `map` works without the HTTP stack (requests, msal).
-    from mde_file_alerts.account import load_account_file
     from mde_file_alerts.client import DefenderClient
+    from mde_file_alerts.runtime import connect_with_account_file
 
-    account = load_account_file(arguments.account_file)
+    # The same host-wide call budget as the search command, so scripts and searches never
+    # provoke Defender's throttling together.
+    connection = connect_with_account_file(arguments.account_file, None, os.environ)
+    account = connection.account
     values = [value for argument in arguments.hashes for value in split_hash_values(argument)]
     if not values:
         return _fail("No hash given.", EXIT_USAGE)
     validator = AlertValidator(ValidationMode(arguments.validate))
     base = account_context(account, retrieved_at=time.time(), app_version=app_version())
-    client = DefenderClient(account)
+    client = DefenderClient(account, rate_limiter=connection.rate_limiter)
     unanswered = {parsed.value: None for parsed in parse_hashes(values)}
     all_answered = True
     try:

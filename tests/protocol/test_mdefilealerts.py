@@ -309,3 +309,17 @@ def test_an_unreachable_splunkd_is_one_clean_error(tmp_path: Path, emulator: Def
 
     result.assert_clean_exit()
     assert result.records == [] and len(result.errors) == 1
+
+
+def test_the_log_level_comes_from_the_apps_settings(tmp_path: Path, emulator: DefenderEmulator) -> None:
+    with FakeSplunkd(
+        users={"analyst": [ANALYST_ROLE]},
+        accounts={"prod": splunk_account(emulator)},
+        passwords={"prod": emulator.client_secret},
+        settings={"logging": {"log_level": "DEBUG"}},
+    ) as splunkd:
+        result = CommandHarness(tmp_path, emulator, splunkd=splunkd).run(f"hash={FIVE_ALERTS}")
+
+    result.assert_clean_exit()
+    assert " DEBUG " in result.log_text
+    assert_no_secret(result, emulator)

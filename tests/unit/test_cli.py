@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,12 @@ def run(
     environment = {
         key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "LANG", "LC_ALL")
     }
-    environment.update({"PYTHONPATH": "lib", "PYTHONDONTWRITEBYTECODE": "1"}, **(env or {}))
+    # Each run gets its own call-budget directory, so no test spends another's budget.
+    state = tempfile.mkdtemp(prefix="mde-cli-state-")
+    environment.update(
+        {"PYTHONPATH": "lib", "PYTHONDONTWRITEBYTECODE": "1", "MDE_FILE_ALERTS_STATE_DIR": state},
+        **(env or {}),
+    )
     return subprocess.run(
         [sys.executable, "-m", "mde_file_alerts", *arguments],
         input=stdin,

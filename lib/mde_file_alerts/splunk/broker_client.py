@@ -27,6 +27,7 @@ from mde_file_alerts.errors import (
     MdeError,
     TransportError,
 )
+from mde_file_alerts.logging_setup import configure_logging
 from mde_file_alerts.splunk import broker
 from mde_file_alerts.splunk.capability import (
     CallerContext,
@@ -180,9 +181,11 @@ def connect_through_broker(
     *,
     clock: Clock | None = None,
 ) -> BrokeredAccount:
-    """What the search command calls: capability check first, then the account and its token source."""
+    """What a search process calls: capability check first, the app's log level, then the account
+    and its token source."""
     client = BrokerClient(splunkd_uri, session_key, clock=clock)
     client.check_capability()
+    configure_logging(client.settings().log_level)
     return client.fetch_account(account)
 
 

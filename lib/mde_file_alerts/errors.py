@@ -267,6 +267,19 @@ class MalformedResponse(MdeError):
 
     default_message = "Defender for Endpoint returned a response that is not valid alert data."
 
+    @classmethod
+    def because(
+        cls, problem: str, *, url: str, status: int | None, correlation_id: str | None, method: str = "GET"
+    ) -> MalformedResponse:
+        """The error for a response whose ``problem`` is stated in a few words."""
+        return cls(
+            f"{cls.default_message.rstrip('.')}: {problem}.",
+            method=method,
+            url=url,
+            status=status,
+            correlation_id=correlation_id,
+        )
+
 
 # --- limits ------------------------------------------------------------------------------------
 

@@ -39,13 +39,7 @@ def read_page(body: Any, *, url: str, status: int | None = None, correlation_id:
     elif next_link is not None and not isinstance(next_link, str):
         problem = f"its '{NEXT_LINK}' is not a string"
     if problem is not None:
-        raise MalformedResponse(
-            f"Defender for Endpoint returned a response that is not valid alert data: {problem}.",
-            method="GET",
-            url=url,
-            status=status,
-            correlation_id=correlation_id,
-        )
+        raise MalformedResponse.because(problem, url=url, status=status, correlation_id=correlation_id)
     return Page(items=list(items) if isinstance(items, list) else [], next_link=next_link or None)
 
 

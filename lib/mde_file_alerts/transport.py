@@ -179,13 +179,7 @@ def _json_object(content: bytes, *, url: str, status: int, correlation_id: str |
                 problem = f"the body is a JSON {type(document).__name__}, not an object"
     if problem is None:
         return document
-    raise MalformedResponse(
-        f"Defender for Endpoint returned a response that is not valid alert data: {problem}.",
-        method="GET",
-        url=url,
-        status=status,
-        correlation_id=correlation_id,
-    )
+    raise MalformedResponse.because(problem, url=url, status=status, correlation_id=correlation_id)
 
 
 def _preview(content: bytes) -> str:

@@ -39,6 +39,7 @@ from mde_file_alerts.splunk.settings import (
     BROKER_PATH,
     GENERAL_STANZA,
     LOGGING_STANZA,
+    PLAIN_ACCOUNT_KEYS,
     SETTINGS_CONF,
     AppSettings,
 )
@@ -51,17 +52,7 @@ logger = logging.getLogger(__name__)
 REFRESH_MARGIN_SECONDS = 60.0
 _BROKER_SOURCE = "the app's token broker"
 # The broker's public account settings that Account.from_mapping takes as they are.
-_ACCOUNT_KEYS = (
-    "name",
-    "tenant_id",
-    "client_id",
-    "cloud",
-    "api_host",
-    "authority_host",
-    "ca_bundle",
-    "timeout",
-    "connect_timeout",
-)
+_ACCOUNT_KEYS = ("name", *PLAIN_ACCOUNT_KEYS)
 
 
 @dataclass(frozen=True)

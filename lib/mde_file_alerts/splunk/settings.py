@@ -97,6 +97,19 @@ def parse_flag(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a boolean")
 
 
+#: Account settings that pass unchanged from a stanza (and from the broker's answer) into Account.
+PLAIN_ACCOUNT_KEYS = (
+    "tenant_id",
+    "client_id",
+    "cloud",
+    "api_host",
+    "authority_host",
+    "ca_bundle",
+    "timeout",
+    "connect_timeout",
+)
+
+
 @dataclass(frozen=True)
 class AccountStanza:
     """One account stanza, its values as splunkd returned them (secrets are never in it)."""
@@ -166,20 +179,7 @@ class AccountStanza:
                 f"stores it with realm {PASSWORD_REALM!r} and user name {self.secret_username!r} in the "
                 f"{APP_NAME} app."
             )
-        data: dict[str, Any] = {
-            key: self.settings[key]
-            for key in (
-                "tenant_id",
-                "client_id",
-                "cloud",
-                "api_host",
-                "authority_host",
-                "ca_bundle",
-                "timeout",
-                "connect_timeout",
-            )
-            if key in self.settings
-        }
+        data: dict[str, Any] = {key: self.settings[key] for key in PLAIN_ACCOUNT_KEYS if key in self.settings}
         data["name"] = self.name
         if self.auth_type == CERTIFICATE_AUTH_TYPE:
             data["private_key"] = secret

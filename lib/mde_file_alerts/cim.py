@@ -141,6 +141,38 @@ STATUS_ALERT_COUNT = "mde_alert_count"
 STATUS_REJECTED_COUNT = "mde_rejected_count"
 STATUS_CORRELATION_ID = "mde_correlation_id"
 
+# --- enrichment: what ``... | mdefilealerts field=<hash field>`` adds to every event ----------------
+# Two of its fields share their names (and meaning) with fields above: ``STATUS`` (mde_status) holds
+# the lookup's status (found, not_found, invalid_hash, throttled, error, not_looked_up), and
+# ``STATUS_ALERT_COUNT`` (mde_alert_count) the file's number of alerts. In ``expand=true`` rows that
+# carry an alert, mde_status is that alert's own status (New, InProgress, Resolved), exactly as in
+# ``| mdefilealerts hash=...`` output.
+
+#: One sentence about the lookup: why a value was not usable, why a lookup failed, or what was found.
+LOOKUP_MESSAGE = "mde_message"
+#: Alerts whose status is not Resolved.
+OPEN_ALERT_COUNT = "mde_open_alert_count"
+#: The highest CIM severity (unknown < informational < low < medium < high) of all alerts, and of
+#: the open ones only.
+MAX_SEVERITY = "mde_max_severity"
+MAX_OPEN_SEVERITY = "mde_max_open_severity"
+ALERT_IDS = "mde_alert_ids"
+ALERT_TITLES = "mde_alert_titles"
+ALERT_STATUSES = "mde_alert_statuses"
+ALERT_TECHNIQUES = "mde_mitre_technique_id"
+#: The devices Defender raised the alerts on (DNS name, else machine id).
+ALERT_DEVICES = "mde_alert_devices"
+#: The newest alertCreationTime, ISO 8601 UTC.
+LAST_ALERT_TIME = "mde_last_alert_time"
+#: On every record of both modes: hit (answered from the result cache), miss (Defender was
+#: asked), bypass (the cache was not consulted: cache=false, or a value that is never looked up).
+CACHE = "mde_cache"
+CACHE_HIT_VALUE = "hit"
+CACHE_MISS_VALUE = "miss"
+CACHE_BYPASS_VALUE = "bypass"
+#: Defender's workflow status of a closed alert; every other status counts as open.
+RESOLVED_STATUS_VALUE = "Resolved"
+
 #: The CIM fields default/props.conf computes from ``_raw`` for indexed events (one EVAL-<field>
 #: each). The provenance and file fields exist only in what the search command and CLI emit,
 #: because they describe the lookup, which ``_raw`` (the alert as Defender sent it) does not hold.

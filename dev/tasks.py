@@ -47,7 +47,9 @@ TEST_PYTHONS = {"py39": "3.9.18", "py313": "3.13.0"}
 TOOLS_PYTHON = "3.13.0"
 
 # What goes into the package: the app's own top-level entries, nothing else.
-PACKAGED_TOP_LEVEL = ("app.manifest", "README.md", "README", "bin", "default", "lib", "metadata", "static")
+PACKAGED_TOP_LEVEL = (
+    "app.manifest", "README.md", "README", "appserver", "bin", "default", "lib", "metadata", "static",
+)  # fmt: skip
 # Inside those, never: caches, pip's console scripts, our build inputs.
 EXCLUDED_FROM_PACKAGE = ("lib/bin", "lib/requirements.txt", "lib/README.md")
 

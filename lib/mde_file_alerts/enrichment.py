@@ -121,7 +121,6 @@ def summary_fields(
     *,
     retrieved_at: float | None = None,
     account: str | None = None,
-    note: str | None = None,
 ) -> dict[str, Any]:
     """Every summary field for one hash's outcome (``None`` where there is nothing to say)."""
     alerts = [alert for alert in outcome.alerts if isinstance(alert, Mapping)]
@@ -131,7 +130,7 @@ def summary_fields(
     summary.update(
         {
             cim.STATUS: outcome.status.value,
-            cim.LOOKUP_MESSAGE: f"{message} {note}" if note else message,
+            cim.LOOKUP_MESSAGE: message,
             cim.STATUS_ALERT_COUNT: len(outcome.alerts),
             cim.OPEN_ALERT_COUNT: len(open_alerts),
             cim.MAX_SEVERITY: _highest_severity(alerts),

@@ -234,3 +234,106 @@ def _converse(process: subprocess.Popen[bytes], searchinfo: SearchInfo, max_page
     transcript.extend(process.stdout.read())
     run.stdout_bytes = bytes(transcript)
     return run
+
+
+def encode_records(records: list[dict[str, Any]]) -> bytes:
+    """Records → the CSV body splunkd sends: every field with its ``__mv_`` companion, ``\\r\\n`` rows.
+
+    A list value is a multivalue: its values joined by new lines, and ``$a$;$b$`` (a ``$`` inside a
+    value doubled) in the companion column. Fields are in order of first appearance.
+    """
+    if not records:
+        return b""
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([column for name in names for column in (name, f"__mv_{name}")])
+    for record in records:
+        row: list[str] = []
+        for name in names:
+            value = record.get(name)
+            if isinstance(value, list):
+                texts = [str(item) for item in value]
+                row += ["\n".join(texts), ";".join("$" + text.replace("$", "$$") + "$" for text in texts)]
+            else:
+                row += ["" if value is None else str(value), ""]
+        writer.writerow(row)
+    return buffer.getvalue().encode("utf-8")
+
+
+def run_streaming_command(
+    script: Path,
+    searchinfo: SearchInfo,
+    chunks_of_records: list[list[dict[str, Any]]],
+    *,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> CommandRun:
+    """Run ``python script`` as splunkd runs a command that processes records (not generating).
+
+    After getinfo, each list of records goes out as one execute chunk with a CSV body; only the
+    last says ``finished: true`` (with no records at all, one empty chunk says it). Exactly one
+    reply is read per chunk; a reply that says ``finished`` ends the exchange early, as splunkd
+    then sends nothing more.
+    """
+    searchinfo.dispatch_dir.mkdir(parents=True, exist_ok=True)
+    child_env = dict(os.environ if env is None else env)
+    child_env["PYTHONDONTWRITEBYTECODE"] = "1"
+    with tempfile.TemporaryFile() as stderr_file:
+        process = subprocess.Popen(
+            [python, str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            env=child_env,
+            cwd=str(searchinfo.dispatch_dir),
+        )
+        watchdog = threading.Timer(timeout, process.kill)
+        watchdog.start()
+        try:
+            run = _converse_with_records(process, searchinfo, chunks_of_records or [[]])
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        run.exit_code = process.returncode
+        stderr_file.seek(0)
+        run.stderr = stderr_file.read().decode("utf-8", "replace")
+    return run
+
+
+def _converse_with_records(
+    process: subprocess.Popen[bytes], searchinfo: SearchInfo, chunks_of_records: list[list[dict[str, Any]]]
+) -> CommandRun:
+    assert process.stdin is not None and process.stdout is not None
+    transcript = bytearray()
+    getinfo_request = {"action": "getinfo", "preview": False, "searchinfo": searchinfo.to_json()}
+    process.stdin.write(encode_chunk(getinfo_request))
+    process.stdin.flush()
+    getinfo = read_chunk(process.stdout, transcript)
+    run = CommandRun(getinfo=getinfo.metadata if getinfo else {})
+    finished = getinfo is None or getinfo.metadata.get("finished") is True
+    for index, records in enumerate(chunks_of_records):
+        if finished:
+            break
+        last = index == len(chunks_of_records) - 1
+        request = encode_chunk({"action": "execute", "finished": last}, encode_records(records))
+        try:
+            process.stdin.write(request)
+            process.stdin.flush()
+        except BrokenPipeError:
+            break
+        reply = read_chunk(process.stdout, transcript)
+        if reply is None:
+            break
+        run.replies.append(reply)
+        finished = reply.metadata.get("finished", False) is True
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.close()
+    transcript.extend(process.stdout.read())
+    run.stdout_bytes = bytes(transcript)
+    return run

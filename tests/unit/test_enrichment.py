@@ -164,13 +164,6 @@ def test_a_hash_not_looked_up_has_no_count_rather_than_zero() -> None:
     assert SHA1 in summary[cim.LOOKUP_MESSAGE] and "not looked up" in summary[cim.LOOKUP_MESSAGE]
 
 
-def test_a_note_follows_the_message() -> None:
-    summary = summary_fields(
-        found("jp-invoice-dropper-low"), "miss", note="Field 'x' holds 2 different SHA-1."
-    )
-    assert summary[cim.LOOKUP_MESSAGE].endswith(" Field 'x' holds 2 different SHA-1.")
-
-
 def test_an_unusable_value_sets_every_summary_field() -> None:
     summary = unusable_value_fields("The event has no value in field 'sha1' to look up.")
     assert list(summary) == list(SUMMARY_FIELDS)

@@ -19,6 +19,19 @@ What it serves (``output_mode=json`` only, ``count`` defaulting to 30 as splunkd
   the persistent-handler request document (``session.authtoken`` = the caller's key,
   ``system_authtoken`` = the fake's system key when ``passSystemAuth`` is set).
 - ``GET /services/server/info``.
+- The KV store (tests/support/fake_kvstore.py), with the collections of the app's
+  ``default/collections.conf``: ``/servicesNS/{owner}/{app}/storage/collections/data/{collection}``
+  (GET query, POST insert, DELETE by query), ``.../{collection}/{key}`` (GET, POST replace, DELETE),
+  ``.../{collection}/batch_save`` (POST), all JSON whatever ``output_mode`` says, and
+  ``.../storage/collections/config[/{collection}]`` (list, create, update, delete; JSON entries).
+  Access follows the collection's stanza of the app's ``metadata/default.meta`` (read for GET,
+  write otherwise; ``admin_all_objects`` passes every check). ``kvstore_available = False`` makes
+  every KV store endpoint answer 503 like a KV store that is starting or has failed.
+- ``POST /services/receivers/simple`` (also under ``/servicesNS/...``): needs ``edit_tcp``; the
+  body's lines become events of the ``index``/``sourcetype``/``source``/``host`` query arguments
+  (``received``), one per line as splunkd's default line breaking makes them. An index the fake
+  does not know (``indexes=``, default ``main``) is refused with 400, so a wrong index name never
+  passes a test silently.
 
 Users get their capabilities from roles: the built-in ones modelled below plus the roles and
 grants of the app's ``default/authorize.conf``. The system key holds every capability.
@@ -47,6 +60,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from tests.support.conf import read_conf
 from tests.support.emulator.tls import server_tls
+from tests.support.fake_kvstore import FakeKvStore, KvStoreRefusal, collection_access
 
 APP_DIRECTORY = Path(__file__).resolve().parents[2]
 APP_NAME = "TA-mde-file-alerts"
@@ -64,7 +78,15 @@ BUILTIN_ROLES: Mapping[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "power": (("user",), frozenset({"schedule_search", "rtsearch", "edit_tokens_own"})),
     "admin": (
         ("power",),
-        frozenset({"admin_all_objects", "list_storage_passwords", "edit_storage_passwords", "list_settings"}),
+        frozenset(
+            {
+                "admin_all_objects",
+                "list_storage_passwords",
+                "edit_storage_passwords",
+                "list_settings",
+                "edit_tcp",
+            }
+        ),
     ),
     "sc_admin": (
         ("power",),
@@ -76,6 +98,12 @@ BUILTIN_ROLES: Mapping[str, tuple[tuple[str, ...], frozenset[str]]] = {
 _NAMESPACED = re.compile(r"^/servicesNS/(?P<owner>[^/]+)/(?P<app>[^/]+)(?P<rest>/.*)$")
 _GLOBAL = re.compile(r"^/services(?P<rest>/.*)$")
 _CONF = re.compile(r"^/configs/conf-(?P<conf>[^/]+)(?:/(?P<stanza>[^/]+))?$")
+_KV_DATA = re.compile(r"^/storage/collections/data/(?P<collection>[^/]+)(?:/(?P<key>[^/]+))?/?$")
+_KV_CONFIG = re.compile(r"^/storage/collections/config(?:/(?P<collection>[^/]+))?/?$")
+_RECEIVER = "/receivers/simple"
+_XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+_KV_UNAVAILABLE = "KV Store is initializing. Please try again later."
+_LINES = re.compile(r"[\r\n]+")
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,22 @@ class RecordedRequest:
         return dict(self.query + self.form)
 
 
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """One event that ``POST receivers/simple`` was given to index (None: the argument was not sent)."""
+
+    index: str
+    sourcetype: str | None
+    source: str | None
+    host: str | None
+    raw: str
+    user: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
 @dataclass
 class _Reply:
     status: int
@@ -120,12 +164,14 @@ class FakeSplunkd:
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         passwords: Mapping[str, str] | None = None,
         restmap: Mapping[str, Mapping[str, str]] | None = None,
+        indexes: Sequence[str] = ("main",),
         app_directory: Path = APP_DIRECTORY,
     ) -> None:
         """``users``: user name -> role names; ``roles``: extra roles (imported roles, capabilities);
         ``accounts``/``settings``: local stanzas of the app's two conf files; ``passwords``:
         storage/passwords user name -> clear secret in the app's realm; ``restmap``: local
-        restmap.conf stanzas merged over the app's default ones (e.g. to drop a setting).
+        restmap.conf stanzas merged over the app's default ones (e.g. to drop a setting);
+        ``indexes``: the indexes receivers/simple accepts.
         """
         self._app_directory = app_directory
         self._lock = threading.Lock()
@@ -146,6 +192,12 @@ class FakeSplunkd:
         self._requests: list[RecordedRequest] = []
         self._applications: dict[str, Any] = {}
         self.handler_errors: list[str] = []
+        self.kvstore = FakeKvStore()
+        self.kvstore.load_app(APP_NAME, app_directory)
+        #: False: every KV store endpoint answers 503, as while the KV store starts or after it failed.
+        self.kvstore_available = True
+        self._indexes = set(indexes)
+        self._received: list[ReceivedEvent] = []
         self.guid = str(uuid.uuid4()).upper()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -209,6 +261,16 @@ class FakeSplunkd:
         with self._lock:
             self._passwords[(realm, username)] = value
 
+    def add_index(self, name: str) -> None:
+        with self._lock:
+            self._indexes.add(name)
+
+    def kv_documents(
+        self, collection: str, *, app: str = APP_NAME, owner: str = "nobody"
+    ) -> list[dict[str, Any]]:
+        """Every document of one of the app's collections (one owner's), in insertion order."""
+        return self.kvstore.documents(app, collection, owner)
+
     def capabilities_of(self, user: str) -> frozenset[str]:
         if user == SYSTEM_USER:
             return frozenset().union(*(role.capabilities for role in self._roles.values()))
@@ -223,6 +285,15 @@ class FakeSplunkd:
 
     def requests_to(self, path_part: str) -> list[RecordedRequest]:
         return [request for request in self.requests if path_part in request.path]
+
+    @property
+    def received(self) -> list[ReceivedEvent]:
+        """Every event given to receivers/simple, in arrival order."""
+        with self._lock:
+            return list(self._received)
+
+    def received_in(self, index: str) -> list[ReceivedEvent]:
+        return [event for event in self.received if event.index == index]
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -278,6 +349,22 @@ class FakeSplunkd:
             return self._run_handler(
                 endpoint, method, path, rest, query, form, headers, body, user, owner, app
             )
+        if rest == _RECEIVER:
+            return self._receive(method, query, body, user)
+        kv_data, kv_config = _KV_DATA.match(rest), _KV_CONFIG.match(rest)
+        if (kv_data or kv_config) and owner is not None and app is not None:
+            if not self.kvstore_available:
+                return _messages(503, "ERROR", _KV_UNAVAILABLE)
+            try:
+                if kv_data:
+                    return self._kv_data(
+                        method, kv_data["collection"], kv_data["key"], owner, app, query, body, user
+                    )
+                return self._kv_config(
+                    method, path, kv_config["collection"] if kv_config else None, app, query, form, user
+                )
+            except KvStoreRefusal as refusal:
+                return _messages(refusal.status, "ERROR", refusal.text)
         params = dict(query)
         conf = _CONF.match(rest)
         known = rest in ("/authentication/current-context", "/server/info") or (
@@ -370,6 +457,141 @@ class FakeSplunkd:
             name = f"{_escape_colons(realm)}:{_escape_colons(username)}:"
             entries.append(self._entry(path, name, content, app=APP_NAME))
         return self._collection(path, entries, params)
+
+    # -- the KV store ----------------------------------------------------------------------------
+
+    def _kv_data(
+        self,
+        method: str,
+        name: str,
+        key: str | None,
+        owner: str,
+        app: str,
+        query: list[tuple[str, str]],
+        body: bytes,
+        user: str,
+    ) -> _Reply:
+        self.kvstore.collection(app, name)  # 404 for a collection the app does not have
+        self._check_kv_access(user, name, "read" if method == "GET" else "write")
+        params = dict(query)
+        store = self.kvstore
+        if method == "GET" and key is None:
+            return _json_reply(200, store.query(app, name, owner, params))
+        if method == "GET" and key is not None:
+            return _json_reply(200, store.get(app, name, owner, key))
+        if method == "POST" and key == "batch_save":
+            return _json_reply(200, store.batch_save(app, name, owner, _json_body(body)))
+        if method == "POST" and key is None:
+            return _json_reply(201, {"_key": store.insert(app, name, owner, _json_body(body))})
+        if method == "POST" and key is not None:
+            return _json_reply(200, {"_key": store.update(app, name, owner, key, _json_body(body))})
+        if method == "DELETE" and key is None:
+            store.delete(app, name, owner, params)
+            return _Reply(200)
+        if method == "DELETE" and key is not None:
+            store.delete_key(app, name, owner, key)
+            return _Reply(200)
+        return _messages(405, "ERROR", f"Method {method} not allowed on KV store data in this fake")
+
+    def _kv_config(
+        self,
+        method: str,
+        path: str,
+        name: str | None,
+        app: str,
+        query: list[tuple[str, str]],
+        form: list[tuple[str, str]],
+        user: str,
+    ) -> _Reply:
+        # splunkd takes output_mode from the query string or, for a POST, from the form as well.
+        params = {**dict(form), **dict(query)}
+        if params.get("output_mode") != "json":
+            return _messages(400, "ERROR", "this fake splunkd answers output_mode=json only")
+        base = path.rstrip("/") if name is None else path.rstrip("/").rsplit("/", 1)[0]
+        settings = {key: value for key, value in form if key not in ("name", "output_mode")}
+        if method != "GET" and "admin_all_objects" not in self.capabilities_of(user):
+            return _messages(403, "ERROR", f"You (user={user}) do not have permission to change collections.")
+        if method == "GET" and name is None:
+            collections = self.kvstore.collections(app)
+        elif method == "GET" and name is not None:
+            collections = [self.kvstore.collection(app, name)]
+        elif method == "POST" and name is None:
+            new_name = dict(form).get("name", "").strip()
+            if not new_name:
+                return _messages(400, "ERROR", "Argument 'name' is required.")
+            collections = [self.kvstore.create(app, new_name, settings)]
+        elif method == "POST" and name is not None:
+            collections = [self.kvstore.configure(app, name, settings)]
+        elif method == "DELETE" and name is not None:
+            self.kvstore.drop(app, name)
+            return self._collection(base, [], params)
+        else:
+            return _messages(405, "ERROR", f"Method {method} not allowed on {path} in this fake")
+        entries = [
+            self._entry(
+                base,
+                collection.name,
+                {**collection.settings, **_collection_metadata(collection.app)},
+                app=collection.app,
+                perms=collection_access(self._app_directory, collection.name),
+            )
+            for collection in collections
+        ]
+        reply = self._collection(base, entries, params)
+        return _Reply(201, reply.body) if method == "POST" and name is None else reply
+
+    def _check_kv_access(self, user: str, collection: str, kind: str) -> None:
+        capabilities = self.capabilities_of(user)
+        if "admin_all_objects" in capabilities:
+            return
+        allowed = collection_access(self._app_directory, collection).get(kind, [])
+        roles = _effective_roles(self._roles, self._users.get(user, ()))
+        if "*" not in allowed and not roles & set(allowed):
+            raise KvStoreRefusal(
+                403,
+                f"User '{user}' with roles {', '.join(sorted(roles))} cannot {kind} collection {collection}.",
+            )
+
+    # -- receivers/simple --------------------------------------------------------------------
+
+    def _receive(self, method: str, query: list[tuple[str, str]], body: bytes, user: str) -> _Reply:
+        if method != "POST":
+            return _messages(405, "ERROR", f"Method {method} not allowed on receivers/simple")
+        if "edit_tcp" not in self.capabilities_of(user):
+            return _messages(
+                403,
+                "ERROR",
+                f"You (user={user}) do not have permission to perform this operation "
+                "(requires capability: edit_tcp).",
+            )
+        params = dict(query)
+        index = params.get("index") or "main"
+        with self._lock:
+            known = index in self._indexes
+        if not known:
+            return _messages(400, "ERROR", f"Index '{index}' does not exist.")
+        text = body.decode("utf-8", "replace")
+        events = [
+            ReceivedEvent(
+                index, params.get("sourcetype"), params.get("source"), params.get("host"), line, user
+            )
+            for line in _LINES.split(text)
+            if line.strip()
+        ]
+        with self._lock:
+            self._received.extend(events)
+        answer = {
+            "index": index,
+            "bytes": len(body),
+            "host": params.get("host") or "fake-splunkd",
+            "source": params.get("source") or "http-simple",
+            "sourcetype": params.get("sourcetype") or "http-simple",
+        }
+        if params.get("output_mode") == "json":
+            return _json_reply(200, answer)
+        results = "".join(f"<{name}>{value}</{name}>" for name, value in answer.items())
+        xml = f"<response><results><result>{results}</result></results></response>"
+        return _Reply(200, _XML_DECLARATION + xml.encode("utf-8"), "text/xml; charset=UTF-8")
 
     # -- restmap.conf endpoints --------------------------------------------------------------
 
@@ -494,7 +716,15 @@ class FakeSplunkd:
 
     # -- Splunk's JSON envelope ----------------------------------------------------------------
 
-    def _entry(self, base: str, name: str, content: Mapping[str, Any], *, app: str) -> dict[str, Any]:
+    def _entry(
+        self,
+        base: str,
+        name: str,
+        content: Mapping[str, Any],
+        *,
+        app: str,
+        perms: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, Any]:
         link = f"{base}/{quote(name, safe='')}"
         return {
             "name": name,
@@ -512,7 +742,10 @@ class FakeSplunkd:
                 "can_write": True,
                 "modifiable": True,
                 "owner": "nobody",
-                "perms": {"read": ["*"], "write": ["admin", "sc_admin"]},
+                "perms": {
+                    kind: list(roles)
+                    for kind, roles in (perms or {"read": ["*"], "write": ["admin", "sc_admin"]}).items()
+                },
                 "removable": False,
                 "sharing": "app",
             },
@@ -552,6 +785,21 @@ def _persistent_reply(reply: Any) -> _Reply:
     if isinstance(payload, (dict, list)):
         return _Reply(status, json.dumps(payload).encode("utf-8"), headers=dict(headers))
     return _Reply(status, str(payload or "").encode("utf-8"), "", dict(headers))
+
+
+def _json_reply(status: int, document: Any) -> _Reply:
+    return _Reply(status, json.dumps(document).encode("utf-8"))
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))
+    except ValueError:
+        raise KvStoreRefusal(400, "The request body is not valid JSON.") from None
+
+
+def _collection_metadata(app: str) -> dict[str, Any]:
+    return {"disabled": False, "eai:acl": None, "eai:appName": app, "eai:userName": "nobody"}
 
 
 def _messages(status: int, kind: str, text: str) -> _Reply:
@@ -595,6 +843,18 @@ def _roles(app_directory: Path, extra: Mapping[str, tuple[Sequence[str], Sequenc
     for name, (imports, capabilities) in extra.items():
         roles[name] = Role(tuple(imports), frozenset(capabilities))
     return roles
+
+
+def _effective_roles(roles: Mapping[str, Role], names: Sequence[str]) -> set[str]:
+    """The user's roles and every role they import, as splunkd matches them against permissions."""
+    seen: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name not in seen:
+            seen.add(name)
+            pending.extend(roles[name].imports if name in roles else ())
+    return seen
 
 
 def _effective_capabilities(roles: Mapping[str, Role], names: Sequence[str]) -> frozenset[str]:

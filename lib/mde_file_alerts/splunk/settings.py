@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from mde_file_alerts.account import Account, Secret
+from mde_file_alerts.cache import DEFAULT_TTL_FOUND, DEFAULT_TTL_NOT_FOUND
 from mde_file_alerts.errors import AccountNotFound, ConfigurationError
+from mde_file_alerts.ratelimit import DEFENDER_WINDOWS
 from mde_file_alerts.version import APP_NAME
 
 #: Every REST call of this app is made in its own namespace with this owner, so the settings and
@@ -26,6 +28,8 @@ ACCOUNTS_CONF = "ta_mde_file_alerts_accounts"
 SETTINGS_CONF = "ta_mde_file_alerts_settings"
 GENERAL_STANZA = "general"
 LOGGING_STANZA = "logging"
+CACHE_STANZA = "cache"
+BUDGET_STANZA = "budget"
 
 PASSWORD_REALM = APP_NAME
 #: storage/passwords user name of an account's proxy password: ``<account>#proxy``.
@@ -65,6 +69,11 @@ _DEFAULT_STANZA = "default"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_LEVEL = "INFO"
+
+# Defender's published limits, the most the [budget] settings may allow.
+(DEFENDER_CALLS_PER_MINUTE, _), (DEFENDER_CALLS_PER_HOUR, _) = DEFENDER_WINDOWS
+# A cache entry older than 30 days says little about a file's alerts today.
+MAX_CACHE_TTL = 30 * 24 * 3600.0
 
 # lib/mde_file_alerts/splunk/settings.py -> the app directory is three levels above the package.
 APP_DIRECTORY = Path(__file__).resolve().parents[3]
@@ -203,28 +212,126 @@ class AccountStanza:
 
 @dataclass(frozen=True)
 class AppSettings:
-    """``ta_mde_file_alerts_settings.conf``: the default account and the log level."""
+    """``ta_mde_file_alerts_settings.conf``: default account, log level, result cache and call budget."""
 
     default_account: str | None = None
     log_level: str = DEFAULT_LOG_LEVEL
+    #: [cache] enabled: results are kept in the KV store (a search can still bypass with cache=false).
+    cache_enabled: bool = True
+    #: [cache] ttl_found / ttl_not_found: seconds a result stays valid; 0 keeps no such results.
+    cache_ttl_found: float = DEFAULT_TTL_FOUND
+    cache_ttl_not_found: float = DEFAULT_TTL_NOT_FOUND
+    #: [budget] use_kvstore: count calls in the KV store (every search head of a cluster shares the
+    #: count) rather than per host in a file.
+    budget_use_kvstore: bool = True
+    #: [budget] calls_per_minute / calls_per_hour: at most Defender's limits; lower leaves room for
+    #: other tools that use the same app registration.
+    calls_per_minute: int = DEFENDER_CALLS_PER_MINUTE
+    calls_per_hour: int = DEFENDER_CALLS_PER_HOUR
+
+    @property
+    def budget_windows(self) -> tuple[tuple[int, float], ...]:
+        """The call budget as rate-limiter windows: (calls, per seconds)."""
+        return ((self.calls_per_minute, 60.0), (self.calls_per_hour, 3600.0))
+
+    @classmethod
+    def from_stanzas(cls, stanzas: Mapping[str, Mapping[str, Any]]) -> AppSettings:
+        """Read every stanza this class knows from the conf file's stanzas (name -> content)."""
+        return cls.from_conf(
+            stanzas.get(GENERAL_STANZA),
+            stanzas.get(LOGGING_STANZA),
+            cache=stanzas.get(CACHE_STANZA),
+            budget=stanzas.get(BUDGET_STANZA),
+        )
 
     @classmethod
     def from_conf(
-        cls, general: Mapping[str, Any] | None, logging_stanza: Mapping[str, Any] | None
+        cls,
+        general: Mapping[str, Any] | None,
+        logging_stanza: Mapping[str, Any] | None,
+        *,
+        cache: Mapping[str, Any] | None = None,
+        budget: Mapping[str, Any] | None = None,
     ) -> AppSettings:
+        """Settings from the stanzas' contents; an unusable value is logged and its default taken."""
         default_account = str((general or {}).get("default_account") or "").strip() or None
         level = str((logging_stanza or {}).get("log_level") or "").strip().upper() or DEFAULT_LOG_LEVEL
         if level not in LOG_LEVELS:
-            logger.warning(
-                "%s [%s] log_level=%r is not one of %s; using %s.",
-                conf_file_name(SETTINGS_CONF),
-                LOGGING_STANZA,
-                level,
-                ", ".join(LOG_LEVELS),
-                DEFAULT_LOG_LEVEL,
+            _warn_default(
+                LOGGING_STANZA, "log_level", level, f"one of {', '.join(LOG_LEVELS)}", DEFAULT_LOG_LEVEL
             )
             level = DEFAULT_LOG_LEVEL
-        return cls(default_account=default_account, log_level=level)
+        cache, budget = cache or {}, budget or {}
+        return cls(
+            default_account=default_account,
+            log_level=level,
+            cache_enabled=_flag_setting(CACHE_STANZA, cache, "enabled", default=True),
+            cache_ttl_found=_seconds_setting(CACHE_STANZA, cache, "ttl_found", DEFAULT_TTL_FOUND),
+            cache_ttl_not_found=_seconds_setting(CACHE_STANZA, cache, "ttl_not_found", DEFAULT_TTL_NOT_FOUND),
+            budget_use_kvstore=_flag_setting(BUDGET_STANZA, budget, "use_kvstore", default=True),
+            calls_per_minute=_calls_setting(
+                BUDGET_STANZA, budget, "calls_per_minute", DEFENDER_CALLS_PER_MINUTE
+            ),
+            calls_per_hour=_calls_setting(BUDGET_STANZA, budget, "calls_per_hour", DEFENDER_CALLS_PER_HOUR),
+        )
+
+
+def _setting_text(content: Mapping[str, Any], key: str) -> str:
+    value = content.get(key)
+    return "" if value is None else str(value).strip()
+
+
+def _warn_default(stanza: str, key: str, value: Any, expected: str, default: Any) -> None:
+    logger.warning(
+        "%s [%s] %s=%r is not %s; using %s.",
+        conf_file_name(SETTINGS_CONF),
+        stanza,
+        key,
+        value,
+        expected,
+        default,
+    )
+
+
+def _flag_setting(stanza: str, content: Mapping[str, Any], key: str, *, default: bool) -> bool:
+    value = content.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        return parse_flag(value)
+    except ValueError:
+        _warn_default(stanza, key, value, "a boolean (true or false)", str(default).lower())
+        return default
+
+
+def _seconds_setting(stanza: str, content: Mapping[str, Any], key: str, default: float) -> float:
+    text = _setting_text(content, key)
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds <= MAX_CACHE_TTL:  # also refuses NaN and infinity
+        _warn_default(
+            stanza, key, text, f"a number of seconds from 0 to {MAX_CACHE_TTL:.0f}", f"{default:.0f}"
+        )
+        return default
+    return seconds
+
+
+def _calls_setting(stanza: str, content: Mapping[str, Any], key: str, default: int) -> int:
+    text = _setting_text(content, key)
+    if not text:
+        return default
+    try:
+        calls = int(text)
+    except ValueError:
+        calls = 0
+    if not 1 <= calls <= default:
+        _warn_default(stanza, key, text, f"a whole number from 1 to Defender's limit of {default}", default)
+        return default
+    return calls
 
 
 def is_disabled(content: Mapping[str, Any]) -> bool:

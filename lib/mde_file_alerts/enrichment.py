@@ -20,9 +20,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mde_file_alerts import cim
-from mde_file_alerts.hashes import HashInput, parse_hash
+from mde_file_alerts.hashes import HashInput, HashKind, parse_hash
 from mde_file_alerts.outcome import HashOutcome, HashStatus
-from mde_file_alerts.validation import parse_date_time
 
 #: The summary fields in the order they are added to an event.
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -52,6 +51,7 @@ EVENT_OWNED_FIELDS = frozenset({cim.TIME, cim.RAW, cim.HOST, cim.SOURCE, cim.SOU
 # Sysmon and other EDR data label each hash: "SHA1=<hex>,MD5=<hex>,SHA256=<hex>,IMPHASH=<hex>".
 _LABELLED = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*=")
 _SEPARATORS = re.compile(r"[,;\s]+")
+_PLAIN_SHA1 = re.compile(r"[0-9A-Fa-f]{40}")
 _WRAPPERS = "\"'`[](){}<>"
 # Defender severity → rank; a severity Defender may add later ranks below every known one.
 _SEVERITY_RANK = cim.SEVERITY_IDS
@@ -73,6 +73,9 @@ class HashChoice:
 
 def choose_hash(value: Any, field: str, *, resolve_sha256: bool = False) -> HashChoice:
     """The SHA-1 (or, with ``resolve_sha256``, SHA-256) an event's ``field`` holds."""
+    if isinstance(value, str) and _PLAIN_SHA1.fullmatch(value):
+        # The common case, and per event: a bare SHA-1 needs none of parse_hash's explanations.
+        return HashChoice(HashInput(value, value.lower(), HashKind.SHA1, None))
     candidates = [parse_hash(text) for text in _hash_texts(value)]
     if not candidates:
         return HashChoice(None, f"The event has no value in field {field!r} to look up.")
@@ -211,6 +214,9 @@ def _multivalue(values: Iterable[Any]) -> list[str] | None:
 
 
 def _last_creation_time(alerts: Iterable[Mapping[str, Any]]) -> str | None:
+    # Imported here: validation brings the JSON Schema library, which summaries need only for this.
+    from mde_file_alerts.validation import parse_date_time
+
     times = [
         parsed
         for alert in alerts

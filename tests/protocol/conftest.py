@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.chunked import CommandRun, SearchInfo, run_generating_command
+from tests.support.chunked import CommandRun, SearchInfo, run_generating_command, run_streaming_command
 from tests.support.emulator import DefenderEmulator
 from tests.support.splunkd import FakeSplunkd
 
@@ -69,8 +69,26 @@ class CommandHarness:
     stale_splunkd: tuple[str, str] | None = None
 
     def run(self, *args: str, maxresultrows: int = 50_000) -> CommandResult:
-        log_file = self.workdir / "splunk" / "var" / "log" / "splunk" / "ta_mde_file_alerts.log"
-        report = self.workdir / "virtual-time.json"
+        """``| mdefilealerts <args>`` as the first command (generating)."""
+        searchinfo = self._searchinfo(args, maxresultrows)
+        return self._result(run_generating_command(COMMAND, searchinfo, env=self._environment()))
+
+    def enrich(
+        self, chunks: list[list[dict[str, Any]]], *args: str, maxresultrows: int = 50_000
+    ) -> CommandResult:
+        """``<search> | mdefilealerts <args>``: the search's events arrive in ``chunks`` (streaming)."""
+        searchinfo = self._searchinfo(args, maxresultrows)
+        return self._result(run_streaming_command(COMMAND, searchinfo, chunks, env=self._environment()))
+
+    @property
+    def _log_file(self) -> Path:
+        return self.workdir / "splunk" / "var" / "log" / "splunk" / "ta_mde_file_alerts.log"
+
+    @property
+    def _report(self) -> Path:
+        return self.workdir / "virtual-time.json"
+
+    def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("MDE_FILE_ALERTS_ACCOUNT_FILE", None)
         env.pop("MDE_FILE_ALERTS_LOG_FILE", None)
@@ -78,12 +96,15 @@ class CommandHarness:
             {
                 "SPLUNK_HOME": str(self.workdir / "splunk"),
                 "PYTHONPATH": str(VIRTUAL_TIME),
-                "VIRTUAL_TIME_REPORT": str(report),
+                "VIRTUAL_TIME_REPORT": str(self._report),
                 "MDE_FILE_ALERTS_STATE_DIR": str(self.workdir / "state"),
             }
         )
         if self.account_file is not None:
             env["MDE_FILE_ALERTS_ACCOUNT_FILE"] = str(self.account_file)
+        return env
+
+    def _searchinfo(self, args: tuple[str, ...], maxresultrows: int) -> SearchInfo:
         searchinfo = SearchInfo(
             args=list(args),
             dispatch_dir=self.workdir / "dispatch",
@@ -95,9 +116,11 @@ class CommandHarness:
             searchinfo.session_key = self.splunkd.session_key_for(self.user)
         elif self.stale_splunkd is not None:
             searchinfo.splunkd_uri, searchinfo.session_key = self.stale_splunkd
-        run = run_generating_command(COMMAND, searchinfo, env=env)
-        log_text = log_file.read_text(encoding="utf-8") if log_file.exists() else ""
-        sleeps = json.loads(report.read_text())["sleeps"] if report.exists() else []
+        return searchinfo
+
+    def _result(self, run: CommandRun) -> CommandResult:
+        log_text = self._log_file.read_text(encoding="utf-8") if self._log_file.exists() else ""
+        sleeps = json.loads(self._report.read_text())["sleeps"] if self._report.exists() else []
         return CommandResult(run, log_text, sleeps)
 
 

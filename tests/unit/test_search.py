@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import re
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from mde_file_alerts.search import read_getinfo_args, wants_enrichment
 from tests.support.chunked import encode_chunk, encode_records
+from tests.support.conf import read_conf
 
 
 def getinfo(*args: str) -> bytes:
@@ -76,3 +81,68 @@ def test_a_getinfo_whose_metadata_is_json_but_not_utf8_text_is_left_to_splunklib
     sent = b"chunked 1.0,%d,0\n" % len(metadata) + metadata
     args, replay = read_getinfo_args(io.BytesIO(sent))
     assert args == [] and replay.read() == sent
+
+
+# --- the shipped configuration agrees with the command ---------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SAVED_SEARCHES = read_conf(ROOT / "default" / "savedsearches.conf")
+MACROS = read_conf(ROOT / "default" / "macros.conf")
+MAINTENANCE = "MDE File Alerts - Expire cached lookup results"
+
+
+def command_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mdefilealerts_bin", ROOT / "bin" / "mdefilealerts.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines the command classes; dispatch runs only as __main__
+    return module
+
+
+def test_every_option_of_both_modes_is_in_searchbnf() -> None:
+    from splunklib.searchcommands import Option
+    from splunklib.searchcommands.search_command import SearchCommand
+
+    bnf = read_conf(ROOT / "default" / "searchbnf.conf")["mdefilealerts-command"]
+    module = command_module()
+    for command in (module.MdeFileAlertsCommand, module.MdeFileAlertsEnrichCommand):
+        # splunklib's own options (record, show_configuration, logging_*) are not this command's.
+        options = [
+            name
+            for name, value in vars(command).items()
+            if isinstance(value, Option) and not hasattr(SearchCommand, name)
+        ]
+        assert options, command
+        for name in options:
+            assert f"{name}=" in bnf["syntax"], name
+            assert name in bnf["description"], name
+
+
+def test_the_maintenance_search_is_scheduled_and_only_the_examples_are_disabled() -> None:
+    searches = {name: stanza for name, stanza in SAVED_SEARCHES.items() if name != "default"}
+    maintenance = searches.pop(MAINTENANCE)
+    assert (
+        maintenance["disabled"] == "0" and maintenance["enableSched"] == "1" and maintenance["cron_schedule"]
+    )
+    assert maintenance["search"] == (
+        "| inputlookup mde_file_alerts_cache | where expires_at > now() | outputlookup mde_file_alerts_cache"
+    )
+    transforms = read_conf(ROOT / "default" / "transforms.conf")
+    assert transforms["mde_file_alerts_cache"]["collection"] == "mde_file_alerts_cache"
+    assert "expires_at" in transforms["mde_file_alerts_cache"]["fields_list"]
+    assert searches, "example correlation searches are shipped"
+    for name, stanza in searches.items():
+        assert stanza["disabled"] == "1", name
+        assert "| mdefilealerts field=" in stanza["search"], name
+
+
+def test_every_macro_the_searches_use_is_defined() -> None:
+    used = set()
+    for stanza in [*SAVED_SEARCHES.values(), *MACROS.values()]:
+        for text in (stanza.get("search", ""), stanza.get("definition", "")):
+            used.update(re.findall(r"`([^`(]+)`", text))
+    assert used, "the searches use macros"
+    assert used <= set(MACROS), used - set(MACROS)
+    for name in MACROS:
+        if name != "default":
+            assert name.startswith("mde_file_alerts_") and MACROS[name]["definition"], name

@@ -5,7 +5,7 @@ Usage: python3 soar/tasks.py <task>
 
     setup      .venv/soar exactly as soar/uv.lock pins it (Python 3.13, SOAR SDK, the mde-file-alerts
                wheel built from lib/, pytest), and the wheelhouse of the dependencies to bundle
-    typecheck  mypy --strict over soar/src and soar/package.py
+    typecheck  mypy --strict over soar/src, soar/package.py and tests/soar
     pytest     tests/soar in .venv/soar (extra args go to pytest); JUnit report in build/junit-soar.xml
     package    the SOAR app package dist/<name>-<version>.tgz, built offline from the wheelhouse
     test       all of the above, in that order
@@ -106,15 +106,8 @@ def task_setup() -> None:
 
 
 def task_typecheck() -> None:
-    config = SOAR / "pyproject.toml"
-    run(
-        venv_bin(SOAR_VENV, "mypy"),
-        "--config-file",
-        config,
-        SOAR / "src",
-        SOAR / "package.py",
-        env=child_env(),
-    )
+    checked = (SOAR / "src", SOAR / "package.py", ROOT / "tests" / "soar")
+    run(venv_bin(SOAR_VENV, "mypy"), "--config-file", SOAR / "pyproject.toml", *checked, env=child_env())
 
 
 def task_pytest(*pytest_args: str) -> None:

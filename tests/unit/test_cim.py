@@ -68,7 +68,8 @@ def stanza() -> dict[str, str]:
 
 
 def test_settings_live_under_our_source_never_under_the_add_on_s_sourcetype() -> None:
-    assert sorted(name for name in PROPS if PROPS[name]) == [SOURCE_STANZA]
+    # Besides the alerts' source stanza, only the alert action's own summary sourcetype.
+    assert sorted(name for name in PROPS if PROPS[name]) == ["mde_file_alerts:action", SOURCE_STANZA]
     assert cim.SOURCETYPE_ALERT not in PROPS
 
 

@@ -116,6 +116,20 @@ def test_a_sha256_is_refused_unless_resolution_is_asked_for(emulator: DefenderEm
     assert {alert["file_sha256"] for alert in item["alerts"]} == {known.sha256}
 
 
+def test_a_sha256_defender_does_not_know_is_a_success_without_alerts(emulator: DefenderEmulator) -> None:
+    unknown_sha256 = "ab" * 32
+
+    result = run_one(ACTION, asset_for(emulator), {"hash": unknown_sha256, "resolve_sha256": True})
+
+    assert result.success, result.message
+    [item] = result.data
+    assert (item["sha256"], item["sha1"], item["alert_count"]) == (unknown_sha256, None, 0)
+    assert result.message == (
+        f"Defender for Endpoint does not know a file with SHA-256 {unknown_sha256}, "
+        "so it has no alerts for it."
+    )
+
+
 def test_throttling_beyond_the_lookup_timeout_fails_at_once(emulator: DefenderEmulator) -> None:
     known = file_with_alerts(emulator)
     emulator.inject(ErrorStatus(429, retry_after=120), times=None)

@@ -397,12 +397,15 @@ class Enricher:
     def _hash_lookup(self) -> HashLookup:
         if self._lookup is None:
             from mde_file_alerts.lookups import HashLookup
-            from mde_file_alerts.validation import AlertValidator, ValidationMode
 
             connection = self._connect(self._request.account_name)
             self._connection = connection
-            self._validator = AlertValidator(ValidationMode(self._request.validate))
-            self._context = _account_context(connection, self._clock)
+            if self._request.expand:
+                # Only rows for alerts need mapping and its schema validator.
+                from mde_file_alerts.validation import AlertValidator, ValidationMode
+
+                self._validator = AlertValidator(ValidationMode(self._request.validate))
+                self._context = _account_context(connection, self._clock)
             self._lookup = HashLookup(
                 connection,
                 use_cache=self._request.use_cache and connection.uses_cache,
@@ -423,12 +426,13 @@ class Enricher:
 
     def _answer_for(self, outcome: HashOutcome, cache: str, retrieved_at: float | None) -> _Answer:
         from mde_file_alerts.enrichment import summary_fields
-        from mde_file_alerts.mapping import events_for_outcome
 
         account = self._connection.account.name if self._connection is not None else None
         summary = summary_fields(outcome, cache, retrieved_at=retrieved_at, account=account)
         answer = _Answer(summary, cache=cache)
-        if self._request.expand and outcome.alerts and self._validator and self._context and retrieved_at:
+        if outcome.alerts and self._validator and self._context and retrieved_at:
+            from mde_file_alerts.mapping import events_for_outcome
+
             report = events_for_outcome(
                 outcome, replace(self._context, retrieved_at=retrieved_at), self._validator
             )

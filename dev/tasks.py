@@ -10,8 +10,9 @@ Usage: python3 dev/tasks.py <task> [args]
     pytest     the test suite under Python 3.9 and 3.13 (extra args go to pytest)
     package    write dist/TA-mde-file-alerts-<version>.tgz
     inspect    Splunk AppInspect (cloud tags) on the package; fails on any failure/error/future failure
-    test       all of the above, in that order, ending with one summary line
+    test       all of the above (and soar), ending with one summary line
     demo       run | mdefilealerts against the built-in Defender emulator and print the events
+    soar       the Splunk SOAR app in soar/ (its own 3.13 venv; typecheck, tests, package)
     bench      the benchmarks in bench/ (not part of `test`)
     set-version X.Y.Z   write the version into default/app.conf, app.manifest and package.json
 
@@ -56,7 +57,7 @@ EXCLUDED_FROM_PACKAGE = ("lib/bin", "lib/requirements.txt", "lib/README.md")
 # Third-party test suites and benchmarks are not needed at run time and only add files to review.
 PRUNED_FROM_LIB = ("jsonschema/tests", "jsonschema/benchmarks")
 
-LINTED_PATHS = ("lib/mde_file_alerts", "bin", "tests", "dev", "bench")
+LINTED_PATHS = ("lib/mde_file_alerts", "bin", "tests", "dev", "bench", "soar")
 
 
 def run(*command: str | Path, env: dict[str, str] | None = None, check: bool = True) -> int:
@@ -291,6 +292,9 @@ def task_test(*pytest_args: str) -> None:
     task_lint()
     task_typecheck()
     totals = task_pytest(*pytest_args)
+    task_soar()
+    for key, value in _junit_counts(BUILD / "junit-soar.xml").items():
+        totals[key] += value
     task_package()
     task_inspect()
     print(f"summary: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
@@ -308,6 +312,11 @@ def task_bench(*args: str) -> None:
     run(venv_python("py313"), ROOT / "bench" / "run.py", *args, env=quiet_env())
 
 
+def task_soar() -> None:
+    """The Splunk SOAR app in soar/: its own Python 3.13 venv, mypy, tests, package (soar/README.md)."""
+    run(sys.executable, ROOT / "soar" / "tasks.py", "test", env=quiet_env())
+
+
 def task_set_version(version: str) -> None:
     if not re.fullmatch(r"\d+\.\d+\.\d+", version):
         raise SystemExit("version must look like 1.2.3")
@@ -321,6 +330,12 @@ def task_set_version(version: str) -> None:
             target = target[key]
         target["version"] = version
         path.write_text(json.dumps(document, indent=2) + "\n")
+    # The SOAR app's version follows the Splunk app's; its lock records it too.
+    soar_project = ROOT / "soar" / "pyproject.toml"
+    soar_project.write_text(
+        re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', soar_project.read_text())
+    )
+    print("now run `.venv/soar-uv/bin/uv lock` in soar/ so its lock records the new version")
 
 
 TASKS: dict[str, Callable[..., object]] = {
@@ -334,6 +349,7 @@ TASKS: dict[str, Callable[..., object]] = {
     "test": task_test,
     "demo": task_demo,
     "bench": task_bench,
+    "soar": task_soar,
     "set-version": task_set_version,
 }
 

@@ -87,7 +87,7 @@ class HashOutcome:
     def _throttled_message(self) -> str:
         retry_after = self.error.retry_after if isinstance(self.error, Throttled) else None
         when = (
-            f"it asked to retry after {retry_after:.0f} seconds, which is beyond this search's deadline "
+            f"it asked to retry after {retry_after:.0f} seconds, which is beyond this lookup's deadline "
             "or the longest wait allowed"
             if retry_after
             else "the retries ran out"

@@ -21,7 +21,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 HEADER = re.compile(rb"chunked 1\.0,(\d+),(\d+)\n")
 # Generous: a cold interpreter start plus a whole lookup against the emulator.
@@ -180,6 +180,20 @@ def run_generating_command(
     max_pages: int = 10_000,
 ) -> CommandRun:
     """Run ``python script`` as splunkd runs a generating command and collect everything."""
+    return _run_command(
+        script, searchinfo, python, env, timeout, lambda process: _converse(process, searchinfo, max_pages)
+    )
+
+
+def _run_command(
+    script: Path,
+    searchinfo: SearchInfo,
+    python: str,
+    env: dict[str, str] | None,
+    timeout: float,
+    converse: Callable[[subprocess.Popen[bytes]], CommandRun],
+) -> CommandRun:
+    """Start the command as splunkd does, let ``converse`` speak to it, collect exit code and stderr."""
     searchinfo.dispatch_dir.mkdir(parents=True, exist_ok=True)
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -197,7 +211,7 @@ def run_generating_command(
         watchdog = threading.Timer(timeout, process.kill)
         watchdog.start()
         try:
-            run = _converse(process, searchinfo, max_pages)
+            run = converse(process)
         finally:
             watchdog.cancel()
             if process.poll() is None:
@@ -279,31 +293,14 @@ def run_streaming_command(
     reply is read per chunk; a reply that says ``finished`` ends the exchange early, as splunkd
     then sends nothing more.
     """
-    searchinfo.dispatch_dir.mkdir(parents=True, exist_ok=True)
-    child_env = dict(os.environ if env is None else env)
-    child_env["PYTHONDONTWRITEBYTECODE"] = "1"
-    with tempfile.TemporaryFile() as stderr_file:
-        process = subprocess.Popen(
-            [python, str(script)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr_file,
-            env=child_env,
-            cwd=str(searchinfo.dispatch_dir),
-        )
-        watchdog = threading.Timer(timeout, process.kill)
-        watchdog.start()
-        try:
-            run = _converse_with_records(process, searchinfo, chunks_of_records or [[]])
-        finally:
-            watchdog.cancel()
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-        run.exit_code = process.returncode
-        stderr_file.seek(0)
-        run.stderr = stderr_file.read().decode("utf-8", "replace")
-    return run
+    return _run_command(
+        script,
+        searchinfo,
+        python,
+        env,
+        timeout,
+        lambda process: _converse_with_records(process, searchinfo, chunks_of_records or [[]]),
+    )
 
 
 def _converse_with_records(

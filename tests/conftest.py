@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mde_file_alerts.logging_setup import LOGGER_NAME
+from tests.support.emulator import DefenderEmulator
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +34,18 @@ def app_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         logger.addHandler(handler)
     logger.setLevel(saved_level)
     logger.propagate = saved_propagate
+
+
+# One emulator per test module, reset before each test. Test folders that need another
+# (a fake clock, a fresh one per test) define their own `emulator` fixture.
+@pytest.fixture(scope="module")
+def shared_emulator() -> Iterator[DefenderEmulator]:
+    with DefenderEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(shared_emulator: DefenderEmulator) -> Iterator[DefenderEmulator]:
+    shared_emulator.reset()
+    yield shared_emulator
+    assert not shared_emulator.server_errors, shared_emulator.server_errors

@@ -22,7 +22,7 @@ import pytest
 
 from tests.action.results import write_results
 from tests.support.emulator import DefenderEmulator
-from tests.support.splunkd import FakeSplunkd, ReceivedEvent
+from tests.support.splunkd import FakeSplunkd, ReceivedEvent, account_stanza_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bin" / "mde_file_alerts_action.py"
@@ -154,36 +154,11 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
-def splunk_account(emulator: DefenderEmulator) -> dict[str, str]:
-    """The account stanza an admin would create for the emulator's tenant."""
-    return {
-        "tenant_id": emulator.tenant_id,
-        "client_id": emulator.client_id,
-        "cloud": "commercial",
-        "api_host": emulator.base_url,
-        "authority_host": emulator.base_url,
-        "ca_bundle": emulator.ca_bundle,
-    }
-
-
-@pytest.fixture(scope="module")
-def shared_emulator() -> Iterator[DefenderEmulator]:
-    with DefenderEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emulator(shared_emulator: DefenderEmulator) -> Iterator[DefenderEmulator]:
-    shared_emulator.reset()
-    yield shared_emulator
-    assert not shared_emulator.server_errors, shared_emulator.server_errors
-
-
 def fake_splunkd(emulator: DefenderEmulator, **overrides: Any) -> FakeSplunkd:
     settings: dict[str, Any] = {
         "users": {"owner": [ALERT_OWNER_ROLE], "analyst": [ANALYST_ROLE], "intern": ["user"]},
         "roles": {ALERT_OWNER_ROLE: ([ANALYST_ROLE], ["edit_tcp"])},
-        "accounts": {"prod": splunk_account(emulator)},
+        "accounts": {"prod": account_stanza_for(emulator)},
         "passwords": {"prod": emulator.client_secret},
         "indexes": ("main", "mde"),
     }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,33 +123,8 @@ class CommandHarness:
         return CommandResult(run, log_text, sleeps)
 
 
-@pytest.fixture(scope="module")
-def shared_emulator() -> Iterator[DefenderEmulator]:
-    with DefenderEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emulator(shared_emulator: DefenderEmulator) -> Iterator[DefenderEmulator]:
-    shared_emulator.reset()
-    yield shared_emulator
-    assert not shared_emulator.server_errors, shared_emulator.server_errors
-
-
 @pytest.fixture
 def local(tmp_path: Path, emulator: DefenderEmulator) -> CommandHarness:
     """The command with an account file (runs outside Splunk)."""
     account_file = emulator.write_account_file(tmp_path / "account.json")
     return CommandHarness(tmp_path, emulator, account_file=account_file)
-
-
-def splunk_account(emulator: DefenderEmulator) -> dict[str, str]:
-    """The account stanza an admin would create for the emulator's tenant."""
-    return {
-        "tenant_id": emulator.tenant_id,
-        "client_id": emulator.client_id,
-        "cloud": "commercial",
-        "api_host": emulator.base_url,
-        "authority_host": emulator.base_url,
-        "ca_bundle": emulator.ca_bundle,
-    }

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.protocol.conftest import ANALYST_ROLE, CommandHarness, CommandResult, splunk_account
+from tests.protocol.conftest import ANALYST_ROLE, CommandHarness, CommandResult
 from tests.support.emulator import DefenderEmulator
-from tests.support.splunkd import FakeSplunkd
+from tests.support.splunkd import FakeSplunkd, account_stanza_for
 
 FIVE_ALERTS = "6532ec91d513acc05f43ee0aa3002599729fd3e1"  # 3 open, highest open severity high
 TWO_ALERTS = "84abd80a4572c04c3a8a44ec5da93a3988a63fac"  # 1 open (low), 1 resolved (high)
@@ -53,7 +53,7 @@ def statuses(result: CommandResult) -> list[tuple[str, str, str]]:
 def splunkd(emulator: DefenderEmulator) -> Iterator[FakeSplunkd]:
     with FakeSplunkd(
         users={"analyst": [ANALYST_ROLE], "intern": ["user"]},
-        accounts={"prod": splunk_account(emulator)},
+        accounts={"prod": account_stanza_for(emulator)},
         passwords={"prod": emulator.client_secret},
     ) as fake:
         yield fake
@@ -299,7 +299,7 @@ def test_a_disabled_account_is_refused_even_when_the_cache_could_answer(
     in_splunk: CommandHarness, splunkd: FakeSplunkd
 ) -> None:
     in_splunk.enrich([[event(1, FIVE_ALERTS)]], "field=sha1", "account=prod")
-    splunkd.set_account("prod", **splunk_account(in_splunk.emulator), disabled="1")
+    splunkd.set_account("prod", **account_stanza_for(in_splunk.emulator), disabled="1")
 
     result = in_splunk.enrich([[event(1, FIVE_ALERTS)]], "field=sha1", "account=prod")
 
@@ -341,7 +341,7 @@ def test_concurrent_searches_share_one_budget_and_no_429_reaches_any(tmp_path: P
         DefenderEmulator(rate_limits=((calls_per_hour, 3600.0),)) as emulator,
         FakeSplunkd(
             users={"analyst": [ANALYST_ROLE]},
-            accounts={"prod": splunk_account(emulator)},
+            accounts={"prod": account_stanza_for(emulator)},
             passwords={"prod": emulator.client_secret},
             settings={"budget": {"calls_per_hour": str(calls_per_hour)}},
         ) as splunkd,

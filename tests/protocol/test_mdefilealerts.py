@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.protocol.conftest import ANALYST_ROLE, CommandHarness, CommandResult, splunk_account
+from tests.protocol.conftest import ANALYST_ROLE, CommandHarness, CommandResult
 from tests.support.emulator import DefenderEmulator, ErrorStatus, MalformedJson
-from tests.support.splunkd import SYSTEM_USER, FakeSplunkd
+from tests.support.splunkd import SYSTEM_USER, FakeSplunkd, account_stanza_for
 
 FIVE_ALERTS = "6532ec91d513acc05f43ee0aa3002599729fd3e1"
 TWO_ALERTS = "84abd80a4572c04c3a8a44ec5da93a3988a63fac"
@@ -252,7 +252,7 @@ def test_an_account_name_the_account_file_does_not_define_is_refused(local: Comm
 def in_splunk(tmp_path: Path, emulator: DefenderEmulator) -> Iterator[CommandHarness]:
     with FakeSplunkd(
         users={"analyst": [ANALYST_ROLE], "intern": ["user"]},
-        accounts={"prod": splunk_account(emulator)},
+        accounts={"prod": account_stanza_for(emulator)},
         passwords={"prod": emulator.client_secret},
     ) as splunkd:
         yield CommandHarness(tmp_path, emulator, splunkd=splunkd)
@@ -314,7 +314,7 @@ def test_an_unreachable_splunkd_is_one_clean_error(tmp_path: Path, emulator: Def
 def test_the_log_level_comes_from_the_apps_settings(tmp_path: Path, emulator: DefenderEmulator) -> None:
     with FakeSplunkd(
         users={"analyst": [ANALYST_ROLE]},
-        accounts={"prod": splunk_account(emulator)},
+        accounts={"prod": account_stanza_for(emulator)},
         passwords={"prod": emulator.client_secret},
         settings={"logging": {"log_level": "DEBUG"}},
     ) as splunkd:

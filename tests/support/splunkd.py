@@ -59,6 +59,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from tests.support.conf import read_conf
+from tests.support.emulator import DefenderEmulator
 from tests.support.emulator.tls import server_tls
 from tests.support.fake_kvstore import FakeKvStore, KvStoreRefusal, collection_access
 
@@ -959,3 +960,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests assert on ``FakeSplunkd.requests``."""
+
+
+def account_stanza_for(emulator: DefenderEmulator) -> dict[str, str]:
+    """The account stanza an admin would create for the emulator's tenant."""
+    return {
+        "tenant_id": emulator.tenant_id,
+        "client_id": emulator.client_id,
+        "cloud": "commercial",
+        "api_host": emulator.base_url,
+        "authority_host": emulator.base_url,
+        "ca_bundle": emulator.ca_bundle,
+    }

@@ -22,6 +22,7 @@ from typing import Any
 from mde_file_alerts import cim
 from mde_file_alerts.hashes import HashInput, HashKind, parse_hash
 from mde_file_alerts.outcome import HashOutcome, HashStatus
+from mde_file_alerts.timestamps import parse_date_time
 
 #: The summary fields in the order they are added to an event.
 SUMMARY_FIELDS: tuple[str, ...] = (
@@ -214,9 +215,6 @@ def _multivalue(values: Iterable[Any]) -> list[str] | None:
 
 
 def _last_creation_time(alerts: Iterable[Mapping[str, Any]]) -> str | None:
-    # Imported here: validation brings the JSON Schema library, which summaries need only for this.
-    from mde_file_alerts.validation import parse_date_time
-
     times = [
         parsed
         for alert in alerts

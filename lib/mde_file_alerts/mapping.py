@@ -19,13 +19,8 @@ from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from mde_file_alerts import cim
-from mde_file_alerts.validation import (
-    INVALID,
-    AlertValidator,
-    ValidationMode,
-    ValidationResult,
-    parse_date_time,
-)
+from mde_file_alerts.timestamps import parse_date_time
+from mde_file_alerts.validation import INVALID, AlertValidator, ValidationMode, ValidationResult
 
 if TYPE_CHECKING:
     from mde_file_alerts.account import Account

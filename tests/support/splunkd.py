@@ -191,6 +191,7 @@ class FakeSplunkd:
         }
         self._restmap_local = {name: dict(values) for name, values in (restmap or {}).items()}
         self._requests: list[RecordedRequest] = []
+        self._connections = 0
         self._applications: dict[str, Any] = {}
         self.handler_errors: list[str] = []
         self.kvstore = FakeKvStore()
@@ -283,6 +284,12 @@ class FakeSplunkd:
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
+
+    @property
+    def connections(self) -> int:
+        """How many connections clients opened (a keep-alive client sends many requests on one)."""
+        with self._lock:
+            return self._connections
 
     def requests_to(self, path_part: str) -> list[RecordedRequest]:
         return [request for request in self.requests if path_part in request.path]
@@ -918,6 +925,8 @@ class _Server(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs on the connection's own thread, never in the accept loop.
         request.settimeout(30)
+        with self.fake._lock:
+            self.fake._connections += 1
         try:
             connection = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
@@ -928,6 +937,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "Splunkd"
+    # HTTP/1.1 as splunkd speaks it: a connection stays open for the next request unless the
+    # client asks for "Connection: close" (splunklib's default handler does, every time).
+    protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: _Server
 
@@ -954,7 +966,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))
-        self.send_header("Connection", "close")
+        if self.close_connection:
+            # Said when the client asked for it, as splunkd does: http.client hands the socket to
+            # the response only then, and splunklib closes its connection before reading the body.
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(reply.body)
 

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 from splunklib import binding
 
 from mde_file_alerts.errors import ConfigurationError, MdeError
+from mde_file_alerts.splunk.keepalive import KeepAliveHandler
 from mde_file_alerts.splunk.settings import APP_OWNER
 from mde_file_alerts.splunk.splunkd import SplunkdResponse
 from mde_file_alerts.version import APP_NAME
@@ -97,7 +98,7 @@ class KvStoreCollection:
         self._path = f"storage/collections/data/{quote(collection, safe='')}"
         self._absolute_path = f"/servicesNS/{quote(owner, safe='')}/{quote(app, safe='')}/{self._path}"
         self._context: Any = binding.Context(
-            handler=binding.handler(timeout=timeout),
+            handler=KeepAliveHandler(timeout=timeout),
             scheme=parts.scheme,
             host=parts.hostname,
             port=port,

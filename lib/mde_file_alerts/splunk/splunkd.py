@@ -22,6 +22,7 @@ from splunklib import binding
 
 from mde_file_alerts.account import Secret
 from mde_file_alerts.errors import ConfigurationError
+from mde_file_alerts.splunk.keepalive import KeepAliveHandler
 from mde_file_alerts.splunk.settings import APP_OWNER, conf_file_name
 from mde_file_alerts.version import APP_NAME
 
@@ -91,7 +92,7 @@ class Splunkd:
             )
         self.uri = f"{parts.scheme}://{parts.netloc}"
         self._context: Any = binding.Context(
-            handler=binding.handler(timeout=timeout),
+            handler=KeepAliveHandler(timeout=timeout),
             scheme=parts.scheme,
             host=parts.hostname,
             port=port,
